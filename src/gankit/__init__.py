@@ -1,0 +1,3 @@
+"""gankit: every classic GAN in one clean trainer."""
+
+__version__ = "0.1.0"

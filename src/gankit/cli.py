@@ -1,0 +1,162 @@
+"""Command line: one subcommand per verb, each calling one library function."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+
+from gankit.errors import GankitError
+
+EXAMPLES = """examples:
+  gankit recipes
+  gankit info cs231n-dcgan --noise-dim 4
+  gankit train cs231n-dcgan --epochs 1 --out runs/dcgan
+  gankit train wgan-gp --dataset fashion-mnist --set image_size=32 --steps 2000
+  gankit train dcgan64 --dataset folder:~/pictures/faces --set channels=3 --epochs 5
+  gankit train toy --dataset toy:grid25
+  gankit train --resume runs/dcgan --epochs 3
+  gankit sample runs/dcgan -n 64 -o grid.png --seed 1
+"""
+
+
+def _positive(kind):
+    def parse(text: str):
+        try:
+            v = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a positive {kind.__name__}, got {text!r}") from None
+        if v <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+        return v
+    return parse
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
+                                epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample}")
+
+    sub.add_parser("recipes", help="list the recipes and their sources")
+
+    info = sub.add_parser("info", help="print a recipe's resolved settings and parameter counts as JSON")
+    info.add_argument("recipe")
+    info.add_argument("--noise-dim", type=_positive(int))
+    info.add_argument("--dataset")
+    info.add_argument("--image-size", type=_positive(int))
+
+    t = sub.add_parser("train", help="train a recipe (or --resume a run)", epilog=EXAMPLES,
+                       formatter_class=argparse.RawDescriptionHelpFormatter)
+    t.add_argument("recipe", nargs="?", help="recipe name (see `gankit recipes`)")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
+    t.add_argument("--dataset", help="mnist | fashion-mnist | folder:PATH | toy:ring8 | toy:grid25")
+    t.add_argument("--data-dir", help="folder with the IDX files (or where to download them)")
+    budget = t.add_mutually_exclusive_group()
+    budget.add_argument("--steps", type=_positive(int), help="total generator steps")
+    budget.add_argument("--epochs", type=_positive(float), help="passes over the training split (default: the recipe's)")
+    t.add_argument("--batch-size", type=_positive(int))
+    t.add_argument("--seed", type=int)
+    t.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
+    t.add_argument("--out", help="run folder (default runs/RECIPE-TIME)")
+    t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
+    t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    s = sub.add_parser("sample", help="write a grid of samples from a run or checkpoint")
+    s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    s.add_argument("-n", type=_positive(int), default=64, help="number of samples (default 64)")
+    s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default="auto")
+    return p
+
+
+def _overrides(args) -> dict:
+    from gankit.config import parse_value
+
+    o = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir), ("steps", args.steps),
+                           ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
+                           ("device", args.device), ("out", args.out)) if v is not None}
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise GankitError(f"--set {item}: expected KEY=VALUE")
+        o[key] = parse_value(key, value)
+    return o
+
+
+def cmd_recipes(args) -> None:
+    from gankit.recipes import RECIPES
+
+    width = max(map(len, RECIPES))
+    for r in RECIPES.values():
+        print(f"{r.name:<{width}}  {r.source}")
+
+
+def cmd_info(args) -> None:
+    from gankit.nets import count_params
+    from gankit.recipes import get
+
+    recipe = get(args.recipe)
+    over = {k: v for k, v in (("noise_dim", args.noise_dim), ("dataset", args.dataset),
+                              ("image_size", args.image_size)) if v is not None}
+    cfg = recipe.config(**over)
+    cfg.data_shape = _shape_of(cfg)
+    G, D = recipe.nets(cfg)
+    print(json.dumps({"recipe": recipe.name, "source": recipe.source, "doc": recipe.doc,
+                      "g_params": count_params(G), "d_params": count_params(D), "config": cfg.to_dict()}, indent=2))
+
+
+def _shape_of(cfg) -> list[int]:
+    """The sample shape a dataset will have, without loading it."""
+    if cfg.dataset.startswith("toy:"):
+        return [2]
+    if cfg.dataset.startswith("folder:"):
+        return [cfg.channels or 3, cfg.image_size or 64, cfg.image_size or 64]
+    return [cfg.channels or 1, cfg.image_size or 28, cfg.image_size or 28]
+
+
+def cmd_train(args) -> None:
+    from gankit.config import validate
+    from gankit.recipes import get
+    from gankit.train import resume, train
+
+    over = _overrides(args)
+    progress = not args.no_progress
+    if args.resume:
+        if args.recipe:
+            raise GankitError("--resume RUN takes no recipe: the run's own config is used")
+        summary = resume(args.resume, progress=progress, **over)
+    else:
+        if not args.recipe:
+            raise GankitError("train: give a RECIPE (see `gankit recipes`) or --resume RUN")
+        recipe = get(args.recipe)
+        over.setdefault("out", f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
+        if "epochs" in over:
+            over["steps"] = None
+        cfg = recipe.config(**over)
+        validate(cfg)
+        if args.dry_run:
+            print(cfg.to_json())
+            return
+        summary = train(cfg, overwrite=args.overwrite, progress=progress)
+    print(json.dumps(summary))
+
+
+def cmd_sample(args) -> None:
+    from gankit.sample import sample
+
+    print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device))
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        {"recipes": cmd_recipes, "info": cmd_info, "train": cmd_train, "sample": cmd_sample}[args.verb](args)
+    except GankitError as e:
+        print(f"gankit: error: {e}", file=sys.stderr)
+        return 2
+    return 0

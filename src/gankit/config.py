@@ -1,0 +1,131 @@
+"""The typed, documented configuration of a training run, resolved from a recipe plus flags.
+
+The resolved config is written to the run folder as ``config.json`` and into every checkpoint,
+so any run can be reproduced, resumed, sampled and re-reported from its folder alone.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+from gankit.errors import GankitError
+
+
+@dataclass
+class Config:
+    # what to train
+    recipe: str = ""  # name of the recipe these settings started from (see `gankit recipes`)
+    dataset: str = "mnist"  # mnist | fashion-mnist | folder:PATH | toy:ring8 | toy:grid25
+    data_dir: str | None = None  # a folder with the IDX files (or where to download them)
+    download: bool = True  # allow the checksummed download when no local copy is found
+    image_size: int | None = None  # resize images to this size (None: the dataset's own)
+    channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the dataset's own
+    data_shape: list[int] | None = None  # shape of one sample, filled in from the data
+
+    # objective
+    loss: str = "nonsaturating"  # a key of gankit.losses.LOSSES
+    gp_weight: float = 0.0  # λ of the WGAN-GP gradient penalty; 0 disables it
+    clip: float = 0.0  # WGAN weight clipping to [-clip, clip] after each D step; 0 disables it
+    n_critic: int = 1  # D (critic) updates per G update
+
+    # optimisation
+    optimizer: str = "adam"  # adam | rmsprop (WGAN)
+    lr_g: float = 2e-4  # generator learning rate
+    lr_d: float = 2e-4  # discriminator learning rate
+    betas_g: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of G
+    betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of D
+    batch_size: int = 128  # real images per D step
+
+    # noise
+    noise: str = "normal"  # normal: N(0,1) | uniform: U[0,1) | uniform_signed: U[-1,1)
+    noise_dim: int = 100  # dimension of z
+    share_z: bool = False  # G step reuses the D step's z and G(z) instead of drawing new ones
+
+    # budget: steps wins over epochs; one step = n_critic D updates + one G update
+    epochs: float = 1.0  # passes of the D steps over the training split
+    steps: int | None = None  # total G steps (overrides epochs)
+
+    # run
+    seed: int = 0  # seeds weights, noise, data order and the fixed grid noise
+    device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
+    out: str = ""  # run folder
+    log_every: int = 50  # steps between stats.jsonl lines (the only host syncs of the loop)
+    sample_every: int = 500  # steps between sample grids
+    checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
+    grid_size: int = 64  # images in each sample grid
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise GankitError(f"{origin}: unknown config field(s) {', '.join(unknown)}")
+        return cls(**d)
+
+
+FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+
+
+def parse_value(key: str, text: str) -> Any:
+    """Parse one ``--set key=value`` by the field's declared type; the error names the key."""
+    if key not in FIELD_TYPES:
+        raise GankitError(f"--set {key}=...: unknown config field (known: {', '.join(FIELD_TYPES)})")
+    kind = FIELD_TYPES[key]
+    try:
+        if text.lower() in ("none", "null") and "None" in kind:
+            return None
+        if kind.startswith("bool"):
+            if text.lower() in ("1", "true", "yes", "on"):
+                return True
+            if text.lower() in ("0", "false", "no", "off"):
+                return False
+            raise ValueError
+        if kind.startswith("int"):
+            return int(text)
+        if kind.startswith("float"):
+            return float(text)
+        if kind.startswith("list[int]"):
+            return [int(v) for v in text.split(",")]
+        if kind.startswith("list[float]"):
+            return [float(v) for v in text.split(",")]
+        return text
+    except ValueError:
+        raise GankitError(f"--set {key}={text}: expected {kind}") from None
+
+
+def validate(cfg: Config) -> None:
+    """Reject values that cannot work, naming the field, before anything is written."""
+    from gankit.losses import LOSSES
+
+    def need(ok: bool, msg: str) -> None:
+        if not ok:
+            raise GankitError(msg)
+
+    need(cfg.loss in LOSSES, f"loss={cfg.loss!r}: unknown (known: {', '.join(LOSSES)})")
+    need(cfg.optimizer in ("adam", "rmsprop"), f"optimizer={cfg.optimizer!r}: expected adam or rmsprop")
+    need(cfg.noise in ("normal", "uniform", "uniform_signed"),
+         f"noise={cfg.noise!r}: expected normal, uniform or uniform_signed")
+    for name in ("batch_size", "noise_dim", "n_critic", "log_every", "sample_every", "checkpoint_every", "grid_size"):
+        need(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)}: must be at least 1")
+    for name in ("lr_g", "lr_d"):
+        need(getattr(cfg, name) > 0, f"{name}={getattr(cfg, name)}: must be positive")
+    for name in ("gp_weight", "clip"):
+        need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0 disables it)")
+    for name in ("betas_g", "betas_d"):
+        b = getattr(cfg, name)
+        need(len(b) == 2 and all(0 <= v < 1 for v in b), f"{name}={b}: expected two values in [0, 1)")
+    need(cfg.steps is None or cfg.steps >= 1, f"steps={cfg.steps}: must be at least 1")
+    need(cfg.steps is not None or cfg.epochs > 0, f"epochs={cfg.epochs}: must be positive")
+    need(cfg.image_size is None or cfg.image_size >= 8, f"image_size={cfg.image_size}: must be at least 8")
+    need(cfg.channels in (None, 1, 3), f"channels={cfg.channels}: expected 1 or 3")
+    need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+         f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")

