@@ -14,7 +14,7 @@ EXAMPLES = """examples:
   gankit info cs231n-dcgan --noise-dim 4
   gankit train cs231n-dcgan --epochs 1 --out runs/dcgan
   gankit train wgan-gp --dataset fashion-mnist --set image_size=32 --steps 2000
-  gankit train dcgan64 --dataset folder:~/pictures/faces --set channels=3 --epochs 5
+  gankit train dcgan64 --dataset folder:~/pictures/faces --epochs 5
   gankit train toy --dataset toy:grid25
   gankit train --resume runs/dcgan --epochs 3
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
