@@ -1,0 +1,264 @@
+"""Evaluate a generator against its dataset's test split with the metrics of gankit.metrics.
+
+    evaluate((G, cfg), "mnist")          # a generator and its Config (gankit.sample.load_generator)
+    evaluate(x, "fashion-mnist")         # a tensor of images in [-1, 1], (N, 1 or 3, H, W)
+    evaluate_run("runs/dcgan")           # a run folder or checkpoint
+
+Metrics, by the name given in `metrics` -> the keys they add to the result:
+
+    fid            FID in the evaluator CNN's embedding (Heusel et al. 2017)     -> fid
+    is             Inception Score of the evaluator's p(y|x) (Salimans et al.)   -> is, is_std
+    pr             improved precision and recall, k = 3 (Kynkäänniemi et al.)    -> precision, recall
+    modes          classes holding >= 1% of the samples, KL(histogram || uniform) -> modes, modes_kl
+    fid_inception  the standard FID with TF-Inception features (slow on a CPU)  -> fid_inception
+
+Every metric compares num_samples generated images with num_samples images of the test split (a
+fixed seeded subset), and every key also comes as KEY_floor: the same metric with num_samples
+training images in place of the generated ones, i.e. the score of a perfect generator at this
+sample count (FID does not reach 0 with finite samples). The real side (test features, their
+float64 mean/covariance and k-NN radii, the floors) is computed once and cached on disk in
+cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, the
+evaluator's sha256 (or the Inception network's sha1) and num_samples.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Iterator
+
+import torch
+from tqdm.auto import tqdm
+
+from gankit import data as datasets
+from gankit.errors import GankitError
+from gankit.metrics.evaluator import DATASETS, Evaluator
+from gankit.metrics.fid import frechet_distance
+from gankit.metrics.fid_inception import MODEL_SHA1, inception_features
+from gankit.metrics.inception_score import inception_score
+from gankit.metrics.modes import class_coverage
+from gankit.metrics.precision_recall import knn_radii, precision_recall
+from gankit.metrics.stats import RunningStats
+from gankit.run import save_atomic
+from gankit.sample import load_generator
+from gankit.train import pick_device, sample_noise
+
+METRICS = ("fid", "is", "pr", "modes", "fid_inception")
+DEFAULT_METRICS = ("fid", "is", "pr", "modes")
+EVALUATOR_METRICS = {"fid", "is", "pr", "modes"}
+K_NEAREST = 3  # precision/recall neighbourhood size, as in Kynkäänniemi et al.
+MIN_SAMPLES = 10  # the Inception Score's 10 splits
+SUBSET_SEED = {"test": 0, "train": 1}  # which real images stand for each split; fixed, so caches stay valid
+CACHE_FORMAT = 1
+
+
+def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str] | str = DEFAULT_METRICS,
+             num_samples: int = 10_000, device: str = "cpu", seed: int = 0, cache_dir: str | os.PathLike | None = None,
+             progress: bool = True, *, evaluator: Evaluator | None = None, data_dir: str | None = None,
+             batch_size: int = 500) -> dict[str, Any]:
+    """Score num_samples images of a generator (or a tensor of images in [-1, 1]) on `dataset`.
+
+    samples_or_generator: a (G, Config) pair, sampled with noise seeded by `seed`, or a float
+    tensor (N, C, H, W) in [-1, 1] of which the first num_samples are used. metrics: names from
+    METRICS, a list or a comma-separated string. evaluator: use this Evaluator instead of the
+    packaged one of `dataset`. data_dir: where gankit.data finds the dataset's files.
+    Returns a flat dict: dataset, num_samples, evaluator (sha256 prefix), then each metric's keys
+    and their _floor twins (see the module docstring).
+    """
+    names = _parse_metrics(metrics)
+    if dataset not in DATASETS:
+        raise GankitError(f"evaluate: no evaluator for dataset {dataset!r}: supported are {', '.join(DATASETS)} "
+                          f"(for 2-D toy sets use gankit.metrics.mode_coverage)")
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < MIN_SAMPLES:
+        raise GankitError(f"num_samples must be an integer >= {MIN_SAMPLES}, got {num_samples!r}")
+    dev = pick_device(device)
+    batches = _sample_batches(samples_or_generator, num_samples, seed, 50 if "fid_inception" in names else batch_size)
+    cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
+
+    ev, ref = None, None
+    if EVALUATOR_METRICS & set(names):
+        ev = evaluator or Evaluator.load(dataset, dev)
+        if ev.dataset != dataset:
+            raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
+        result["evaluator"] = ev.sha256[:12]
+        ref = _evaluator_reference(ev, dataset, num_samples, cache, data_dir, progress)
+    inc_ref = _inception_reference(dataset, num_samples, dev, cache, data_dir, progress) if "fid_inception" in names else None
+
+    # One pass over the generated images feeds every feature extractor: nothing is stored but features.
+    stats, inc_stats, feats, logits = RunningStats(), RunningStats(), [], []
+    with tqdm(total=num_samples, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+        for x in batches:
+            if ev is not None:
+                f, y = ev.features_and_logits(x)
+                stats.update(f)
+                feats.append(f)
+                logits.append(y)
+            if inc_ref is not None:
+                inc_stats.update(inception_features(x, dev, progress=False))
+            bar.update(len(x))
+
+    if ev is not None:
+        scores = _scores(stats, torch.cat(feats), torch.cat(logits), ref, set(names))
+        for name in names:
+            for key in _KEYS.get(name, ()):
+                result[key] = scores[key]
+                result[key + "_floor"] = ref["floor"][key]
+    if inc_ref is not None:
+        result["fid_inception"] = frechet_distance(*inc_stats.compute(), inc_ref["mu"], inc_ref["sigma"])
+        result["fid_inception_floor"] = inc_ref["floor"]["fid_inception"]
+    return result
+
+
+def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | str = DEFAULT_METRICS,
+                 num_samples: int = 10_000, device: str = "cpu", seed: int = 0,
+                 cache_dir: str | os.PathLike | None = None, progress: bool = True, *, dataset: str | None = None,
+                 evaluator: Evaluator | None = None, batch_size: int = 500) -> dict[str, Any]:
+    """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`)."""
+    G, cfg = load_generator(run_or_checkpoint, device)
+    return evaluate((G, cfg), dataset or cfg.dataset, metrics, num_samples, device, seed, cache_dir, progress,
+                    evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size)
+
+
+def default_cache_dir() -> Path:
+    """$GANKIT_DATA/stats, else ~/.cache/gankit/stats (beside the datasets of gankit.data)."""
+    return Path(os.environ.get("GANKIT_DATA") or os.path.expanduser("~/.cache/gankit")) / "stats"
+
+
+def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None) -> torch.Tensor:
+    """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28)."""
+    x = datasets.load(dataset, split, data_dir=data_dir).x
+    if num_samples > len(x):
+        raise GankitError(f"num_samples {num_samples} exceeds the {len(x)} images of the {dataset} {split} split")
+    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]]
+
+
+# ---------------------------------------------------------------- the generated side
+
+_KEYS = {"fid": ("fid",), "is": ("is", "is_std"), "pr": ("precision", "recall"), "modes": ("modes", "modes_kl")}
+
+
+def _parse_metrics(metrics: Iterable[str] | str) -> list[str]:
+    names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
+    names = list(dict.fromkeys(n.strip() for n in names if n.strip()))
+    bad = [n for n in names if n not in METRICS]
+    if bad or not names:
+        problem = f"unknown metric {bad[0]!r}" if bad else "no metrics asked for"
+        raise GankitError(f"{problem}; valid metrics are {', '.join(METRICS)}")
+    return names
+
+
+def _sample_batches(source, num_samples: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
+    """Check the source now, then yield its images in batches (a generator is sampled lazily)."""
+    if isinstance(source, torch.Tensor):
+        if source.dim() != 4 or not source.is_floating_point():
+            raise GankitError(f"evaluate: expected float images (N, C, H, W) in [-1, 1], got {source.dtype}{tuple(source.shape)}")
+        if len(source) < num_samples:
+            raise GankitError(f"evaluate: {len(source)} images given but num_samples is {num_samples}")
+        lo, hi = source[:num_samples].aminmax()
+        if lo < -1.001 or hi > 1.001:
+            raise GankitError(f"evaluate: expected images in [-1, 1], got values in [{lo:.3g}, {hi:.3g}]")
+        return (source[i:i + batch_size] for i in range(0, num_samples, batch_size))
+    if not (isinstance(source, (tuple, list)) and len(source) == 2 and isinstance(source[0], torch.nn.Module)):
+        raise GankitError("evaluate: expected a tensor of images in [-1, 1] or a (G, config) pair as returned by "
+                          "gankit.sample.load_generator")
+    shape = getattr(source[1], "data_shape", None)
+    if shape is not None and len(shape) != 3:
+        raise GankitError(f"evaluate: the generator makes {list(shape)} samples, not images; "
+                          f"for 2-D toy sets use gankit.metrics.mode_coverage")
+    return _generate(*source, num_samples, seed, batch_size)
+
+
+@torch.no_grad()
+def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
+    device = next(G.parameters()).device
+    g = torch.Generator().manual_seed(seed)
+    for i in range(0, num_samples, batch_size):
+        x = G(sample_noise(cfg, min(batch_size, num_samples - i), device, g))
+        if x.dim() != 4:
+            raise GankitError(f"evaluate: the generator makes {tuple(x.shape[1:])} samples, not images; "
+                              f"for 2-D toy sets use gankit.metrics.mode_coverage")
+        yield x
+
+
+def _scores(stats: RunningStats, feats: torch.Tensor, logits: torch.Tensor, ref: dict,
+            names: set[str] = EVALUATOR_METRICS) -> dict[str, float]:
+    """The evaluator metrics `names` of one image set against the test-split reference."""
+    out, probs = {}, logits.softmax(dim=1)
+    if "fid" in names:  # sqrtm(sigma_fake sigma_real), StyleGAN3's order
+        out["fid"] = frechet_distance(*stats.compute(), ref["mu"], ref["sigma"])
+    if "is" in names:
+        out["is"], out["is_std"] = inception_score(probs)
+    if "pr" in names:
+        out["precision"], out["recall"] = precision_recall(ref["features"], feats, K_NEAREST, real_radii=ref["radii"])
+    if "modes" in names:
+        coverage = class_coverage(probs)
+        out["modes"], out["modes_kl"] = coverage["modes"], coverage["modes_kl"]
+    return out
+
+
+# ---------------------------------------------------------------- the real side, cached
+
+def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_dir: str | None,
+                         progress: bool) -> dict:
+    """Test-split features, mean/cov and k-NN radii, plus every floor, from the cache or computed."""
+    path = cache / f"{dataset}-evaluator-{ev.sha256[:16]}-n{n}.pt"
+    key = {"format": CACHE_FORMAT, "dataset": dataset, "evaluator_sha256": ev.sha256, "num_samples": n, "k": K_NEAREST}
+    ref = _read_cache(path, key, ("features", "mu", "sigma", "radii", "floor"))
+    if ref is not None:
+        return ref
+    if progress:
+        print(f"evaluate: real statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
+    f_test, _ = ev.features_and_logits(real_images(dataset, "test", n, data_dir).float() / 127.5 - 1)
+    f_train, y_train = ev.features_and_logits(real_images(dataset, "train", n, data_dir).float() / 127.5 - 1)
+    mu, sigma = RunningStats().update(f_test).compute()
+    ref = {**key, "features": f_test, "mu": mu, "sigma": sigma, "radii": knn_radii(f_test, K_NEAREST)}
+    ref["floor"] = _scores(RunningStats().update(f_train), f_train, y_train, ref)
+    _write_cache(ref, path)
+    return ref
+
+
+def _inception_reference(dataset: str, n: int, device: torch.device, cache: Path, data_dir: str | None,
+                         progress: bool) -> dict:
+    """Inception mean/cov of the test subset and the train-vs-test FID floor, from the cache or computed."""
+    path = cache / f"{dataset}-inception-{MODEL_SHA1[:16]}-n{n}.pt"
+    key = {"format": CACHE_FORMAT, "dataset": dataset, "inception_sha1": MODEL_SHA1, "num_samples": n}
+    ref = _read_cache(path, key, ("mu", "sigma", "floor"))
+    if ref is not None:
+        return ref
+    if progress:
+        print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
+    stats = {}
+    for split in ("test", "train"):
+        x = real_images(dataset, split, n, data_dir).float() / 127.5 - 1
+        stats[split] = RunningStats().update(inception_features(x, device, progress=progress, desc=f"inception {split}")).compute()
+    mu, sigma = stats["test"]
+    ref = {**key, "mu": mu, "sigma": sigma, "floor": {"fid_inception": frechet_distance(*stats["train"], mu, sigma)}}
+    _write_cache(ref, path)
+    return ref
+
+
+def _read_cache(path: Path, key: dict, fields: tuple[str, ...]) -> dict | None:
+    """The cached dict if it is readable and made for `key`; None (with a note if it was unusable) otherwise."""
+    if not path.exists():
+        return None
+    try:
+        ref = torch.load(path, map_location="cpu", weights_only=True)
+        problem = None if isinstance(ref, dict) else "not a dict"
+        problem = problem or next((f"{k} is {ref.get(k)!r}, not {v!r}" for k, v in key.items() if ref.get(k) != v), None)
+        problem = problem or next((f"no {f}" for f in fields if f not in ref), None)
+    except Exception as e:  # truncated zip, foreign pickle, ...
+        problem = f"{type(e).__name__}: {str(e)[:100]}"
+    if problem is None:
+        return ref
+    print(f"evaluate: ignoring the unusable cache file {path} ({problem}); recomputing it", file=sys.stderr)
+    return None
+
+
+def _write_cache(ref: dict, path: Path) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        save_atomic(ref, path)  # temp file + rename: a crash never leaves half a cache file
+    except OSError as e:
+        print(f"evaluate: could not write the cache file {path} ({e}); continuing without it", file=sys.stderr)

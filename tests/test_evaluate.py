@@ -1,0 +1,146 @@
+"""evaluate() plumbing: a throwaway evaluator trained by the real script on a few hundred digits,
+tiny generators, the returned keys, the on-disk cache of real statistics, clear errors."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+import gankit.evaluate
+from gankit import data as datasets
+from gankit.errors import GankitError
+from gankit.evaluate import evaluate, evaluate_run, real_images
+from gankit.metrics import Evaluator
+from gankit.recipes import RECIPES
+from gankit.train import train
+
+from test_recipes import small_config
+
+ROOT = Path(__file__).resolve().parent.parent
+KEYS = {"dataset", "num_samples", "evaluator", "fid", "fid_floor", "is", "is_std", "is_floor", "is_std_floor",
+        "precision", "recall", "precision_floor", "recall_floor", "modes", "modes_kl", "modes_floor", "modes_kl_floor"}
+
+
+@pytest.fixture(scope="session")
+def tiny_evaluator(tmp_path_factory):
+    """benchmarks/train_evaluator.py, one epoch on 512 MNIST digits: the real pipeline in a few seconds."""
+    spec = importlib.util.spec_from_file_location("train_evaluator", ROOT / "benchmarks" / "train_evaluator.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path_factory.mktemp("evaluators")
+    argv = ["--dataset", "mnist", "--limit", "512", "--test_limit", "256", "--epochs", "1", "--batch_size", "64",
+            "--out", str(out), "--min_accuracy", "0", "--quiet"]
+    assert script.main(argv) == 0
+    return out
+
+
+def tiny_generator(name="cs231n-gan", **over):
+    cfg = RECIPES[name].config(**over)
+    cfg.data_shape = [1, cfg.image_size or 28, cfg.image_size or 28]
+    torch.manual_seed(0)
+    G, _ = RECIPES[name].nets(cfg)
+    return G.eval(), cfg
+
+
+def test_train_evaluator_writes_weights_and_provenance(tiny_evaluator):
+    info = json.loads((tiny_evaluator / "mnist.json").read_text())
+    assert info["command"].startswith("python benchmarks/train_evaluator.py --dataset mnist --limit 512")
+    assert info["epochs"] == 1 and info["seed"] == 0 and info["data"]["train_images"] == 512
+    assert 0 <= info["test_accuracy"] <= 1 and info["torch"] == torch.__version__ and info["date"]
+    assert (tiny_evaluator / "mnist.pt").stat().st_size < 4_000_000
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    assert ev.sha256 == info["sha256"]
+
+
+def test_real_images_score_as_the_test_split(tiny_evaluator, tmp_path):
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    x = real_images("mnist", "test", 300).float() / 127.5 - 1  # exactly the reference images
+    out = evaluate(x, "mnist", num_samples=300, evaluator=ev, cache_dir=tmp_path, progress=False)
+    assert set(out) == KEYS and out["num_samples"] == 300 and out["evaluator"] == ev.sha256[:12]
+    assert out["fid"] == pytest.approx(0, abs=1e-3 * out["fid_floor"])
+    assert out["precision"] == out["recall"] == 1.0
+    assert 0 < out["fid_floor"] and 0 < out["precision_floor"] <= 1 and 1 <= out["is_floor"] <= 10
+
+
+def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_path, monkeypatch, capsys):
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    loads = []
+    real_load = datasets.load
+    monkeypatch.setattr("gankit.evaluate.datasets.load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    G = tiny_generator()
+    kw = dict(num_samples=100, evaluator=ev, cache_dir=tmp_path, progress=False)
+
+    first = evaluate(G, "mnist", **kw)
+    assert set(first) == KEYS and len(loads) == 2  # test and train splits, once
+    cached = list(tmp_path.iterdir())
+    assert len(cached) == 1 and cached[0].name.startswith(f"mnist-evaluator-{ev.sha256[:16]}-n100")
+
+    assert evaluate(G, "mnist", **kw) == first and len(loads) == 2  # the second call reads the cache
+    other_seed = evaluate(G, "mnist", seed=1, **kw)
+    assert other_seed["fid"] != first["fid"] and other_seed["fid_floor"] == first["fid_floor"]
+
+    cached[0].write_bytes(b"not a torch file")  # a corrupt cache is recomputed, and said so
+    assert evaluate(G, "mnist", **kw) == first and len(loads) == 4
+    assert "ignoring the unusable cache file" in capsys.readouterr().err
+
+    only = evaluate(G, "mnist", metrics="modes,fid", **kw)
+    assert set(only) == {"dataset", "num_samples", "evaluator", "modes", "modes_kl", "modes_floor", "modes_kl_floor",
+                         "fid", "fid_floor"}
+
+
+def test_64px_generator(tiny_evaluator, tmp_path):
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    G = tiny_generator("dcgan64", image_size=16)  # same code path as 64 px: the evaluator resizes to 28
+    out = evaluate(G, "mnist", metrics=["fid", "pr"], num_samples=20, evaluator=ev, cache_dir=tmp_path, progress=False)
+    assert out["fid"] > 0 and 0 <= out["precision"] <= 1
+
+
+def test_evaluate_run(tiny_evaluator, tmp_path, tiny_data, monkeypatch):
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)  # two steps on fake images
+    monkeypatch.undo()  # evaluate against real MNIST
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    out = evaluate_run(cfg.out, metrics="is,modes", num_samples=50, evaluator=ev, cache_dir=tmp_path / "stats",
+                       progress=False)
+    assert out["dataset"] == "mnist" and out["num_samples"] == 50 and 1 <= out["is"] <= 10
+
+
+def test_fid_inception_plumbing(tmp_path, monkeypatch):
+    """The cache and keys of fid_inception, with a cheap stand-in for the network (tested in test_metrics)."""
+    fake_net = lambda x, device="cpu", batch_size=50, progress=True, desc="": x.float().flatten(1)[:, ::49]  # (N, 16)
+    monkeypatch.setattr(gankit.evaluate, "inception_features", fake_net)
+    G = tiny_generator()
+    out = evaluate(G, "mnist", metrics=["fid_inception"], num_samples=40, cache_dir=tmp_path, progress=False)
+    assert set(out) == {"dataset", "num_samples", "fid_inception", "fid_inception_floor"}
+    assert out["fid_inception"] > out["fid_inception_floor"] > 0
+    assert [p.name.split("-")[1] for p in tmp_path.iterdir()] == ["inception"]
+
+
+def test_evaluate_errors(tiny_evaluator, tmp_path):
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    x = torch.zeros(20, 1, 28, 28)
+    kw = dict(evaluator=ev, cache_dir=tmp_path, progress=False)
+    with pytest.raises(GankitError, match="unknown metric 'kid'; valid metrics are fid, is, pr, modes, fid_inception"):
+        evaluate(x, metrics="fid,kid", num_samples=20, **kw)
+    with pytest.raises(GankitError, match="20 images given but num_samples is 30"):
+        evaluate(x, num_samples=30, **kw)
+    with pytest.raises(GankitError, match="float images"):
+        evaluate(x.to(torch.uint8), num_samples=20, **kw)
+    with pytest.raises(GankitError, match=r"in \[-1, 1\]"):
+        evaluate(x + 3, num_samples=20, **kw)
+    with pytest.raises(GankitError, match="num_samples must be an integer >= 10"):
+        evaluate(x, num_samples=5, **kw)
+    with pytest.raises(GankitError, match="exceeds the 10000 images"):
+        evaluate(torch.zeros(10001, 1, 28, 28), num_samples=10001, **kw)
+    with pytest.raises(GankitError, match="no evaluator for dataset 'toy:ring8'"):
+        evaluate(x, "toy:ring8", num_samples=20, **kw)
+    with pytest.raises(GankitError, match="trained on mnist, not fashion-mnist"):
+        evaluate(x, "fashion-mnist", num_samples=20, **kw)
+    toy = RECIPES["mlp-gan"].config(dataset="toy:ring8")
+    toy.data_shape = [2]
+    with pytest.raises(GankitError, match="not images"):
+        evaluate((RECIPES["mlp-gan"].nets(toy)[0], toy), num_samples=20, **kw)
+    with pytest.raises(GankitError, match="a tensor of images in"):
+        evaluate("runs/x", num_samples=20, **kw)

