@@ -141,12 +141,12 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(
         "toy", "2-D mixture of Gaussians (Metz et al. 2017 unrolled-GAN setting), for seeing a GAN learn",
         "G 16-128-128-2 (ReLU, linear output), D 2-128-128-1 (LeakyReLU 0.2). Non-saturating loss, Adam 1e-3 "
-        "betas (0.5, 0.999), batch 256, z ~ N(0,1)^16, 3,000 steps. Trains in seconds on a CPU; the sample "
+        "betas (0.5, 0.999), batch 256, z ~ N(0,1)^16, 8,000 steps. Trains in seconds on a CPU; the sample "
         "'grids' are scatter plots of generated (orange) over real (blue) points. Runs in float32: bfloat16 "
         "resolves coordinates near 2 only to 0.016, about the width (0.02) of a mode.",
         _mlp([128, 128], [128, 128], nn.ReLU, partial(nn.LeakyReLU, 0.2)),
         dict(dataset="toy:ring8", loss="nonsaturating", lr_g=1e-3, lr_d=1e-3, batch_size=256, noise="normal",
-             noise_dim=16, steps=3000, log_every=50, sample_every=500, checkpoint_every=1000, grid_size=2000,
+             noise_dim=16, steps=8000, log_every=50, sample_every=500, checkpoint_every=1000, grid_size=2000,
              precision="fp32")),
 ]}
 

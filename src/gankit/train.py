@@ -70,6 +70,11 @@ def _is_conv(net: torch.nn.Module) -> bool:
     return any(isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)) for m in net.modules())
 
 
+def mixes_samples(net: torch.nn.Module) -> bool:
+    """True if a sample's output depends on the rest of its batch (BatchNorm in training mode)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
+
+
 def build(cfg: Config, device: torch.device):
     """Networks and optimisers for a resolved config (data_shape must be set)."""
     G, D = get_recipe(cfg.recipe).nets(cfg)
@@ -98,12 +103,16 @@ class BatchIndices:
         return self._perm[start:start + self.batch_size]
 
 
-def d_step(G, D, opt_d, cfg: Config, x_real, z, keep_graph: bool, amp, world) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def d_step(G, D, opt_d, cfg: Config, x_real, z, keep_graph: bool, amp, world,
+           joint: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)), plus λ·GP if set."""
     with amp:
         with torch.set_grad_enabled(keep_graph):  # G(z) needs no graph unless the G step reuses it
             x_fake = G(z)
-        d_real, d_fake = D(x_real).float(), D(x_fake.detach()).float()
+        if joint:  # one pass over real and fake: same result when D mixes no samples (no BatchNorm)
+            d_real, d_fake = D(torch.cat([x_real, x_fake.detach()])).float().chunk(2)
+        else:
+            d_real, d_fake = D(x_real).float(), D(x_fake.detach()).float()
         d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
         stats = {"d_loss": d_loss}
         if cfg.loss in PROBABILITY_LOSSES:
@@ -222,6 +231,7 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     fixed_z = sample_noise(cfg, cfg.grid_size, device, torch.Generator().manual_seed(cfg.seed))
     real_points = None if images else data.x[:cfg.grid_size]
     amp = autocast(cfg, device)
+    joint = not mixes_samples(D)  # D may see real and fake in one batch
     G_run, D_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
 
     def real_batch(b: int) -> torch.Tensor:
@@ -260,7 +270,7 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
             for i in range(cfg.n_critic):
                 x_real = real_batch(step * cfg.n_critic + i)
                 z = sample_noise(cfg, x_real.shape[0], device)
-                x_fake, d_real, s = d_step(G_run, D_run, opt_d, cfg, x_real, z, cfg.share_z, amp, world)
+                x_fake, d_real, s = d_step(G_run, D_run, opt_d, cfg, x_real, z, cfg.share_z, amp, world, joint)
                 for k, v in s.items():
                     stats[k] = stats.get(k, 0) + v.detach() / cfg.n_critic
             if not cfg.share_z:
