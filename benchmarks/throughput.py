@@ -168,24 +168,27 @@ def step_flops(cfg) -> float:
     return float(fc.get_total_flops())
 
 
-def kernel_share(cfg, data, steps: int = 10) -> float:
-    """Share of a gankit step's CPU time spent in matmul/conv kernels and the optimiser steps."""
+def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
+    """gankit's step under torch.profiler -> (share of its CPU time spent in matmul/conv kernels
+    and the optimiser steps, seconds of that kernel + optimiser time per step)."""
     from torch.profiler import ProfilerActivity, profile
 
     from gankit import distributed
-    from gankit.train import autocast, build, d_step, g_step, sample_noise
+    from gankit.train import autocast, build, d_step, g_step, mixes_samples, sample_noise
 
     device = torch.device("cpu")
     torch.manual_seed(0)
     G, D, opt_g, opt_d = build(cfg, device)
     amp, world = autocast(cfg, device), distributed.World()
+    joint = not mixes_samples(D)
     x_all = data.x[:cfg.batch_size * cfg.n_critic * (steps + 2)]
 
     def step(i):
         for j in range(cfg.n_critic):
             b = (i * cfg.n_critic + j) % (len(x_all) // cfg.batch_size)
             x_real = x_all[b * cfg.batch_size:(b + 1) * cfg.batch_size].float().div_(127.5).sub_(1)
-            x_fake, d_real, _ = d_step(G, D, opt_d, cfg, x_real, sample_noise(cfg, cfg.batch_size), cfg.share_z, amp, world)
+            x_fake, d_real, _ = d_step(G, D, opt_d, cfg, x_real, sample_noise(cfg, cfg.batch_size), cfg.share_z, amp,
+                                       world, joint)
         if not cfg.share_z:
             with amp:
                 x_fake = G(sample_noise(cfg, cfg.batch_size))
@@ -200,7 +203,7 @@ def kernel_share(cfg, data, steps: int = 10) -> float:
     kernel = sum(e.self_cpu_time_total for e in events
                  if e.key.startswith("aten::") and any(k == e.key[6:] or e.key[6:].startswith(k) for k in KERNELS))
     optim = sum(e.cpu_time_total for e in events if e.key.startswith("Optimizer.step#"))
-    return (kernel + optim) / total
+    return (kernel + optim) / total, (kernel + optim) / 1e6 / steps
 
 
 def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: int = 0) -> dict:
@@ -229,6 +232,10 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
         compiled = {"compiled_img_s": statistics.median(rates), "eager_img_s": statistics.median(eager)}
     flops = step_flops(cfg)
     images_per_step = cfg.batch_size * cfg.n_critic
+    share, kernel_s = kernel_profile(cfg, data)
+    fp32_cfg = type(cfg).from_dict({**cfg.to_dict(), "precision": "fp32", "channels_last": False})
+    _, fp32_kernel_s = kernel_profile(fp32_cfg, data)
+    seed_step_s = images_per_step / statistics.median(seed_rates)
     ratio = statistics.median(g / s for g, s in zip(gankit_rates, seed_rates))
     return {"recipe": name, "batch_size": cfg.batch_size, "n_critic": cfg.n_critic, "data_shape": cfg.data_shape,
             "seed_style_img_s": statistics.median(seed_rates), "gankit_img_s": statistics.median(gankit_rates),
@@ -237,7 +244,9 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
             "seed_style_gflop_s": flops * statistics.median(seed_rates) / images_per_step / 1e9,
             "gankit_gflop_s": flops * statistics.median(gankit_rates) / images_per_step / 1e9,
             "seed_style_rss_mib": max(seed_rss), "gankit_rss_mib": max(gankit_rss),
-            "kernel_share": kernel_share(cfg, data), "rounds": rounds, "steps": steps, "warmup": warmup,
+            "kernel_share": share, "kernel_ms": 1e3 * kernel_s, "fp32_kernel_ms": 1e3 * fp32_kernel_s,
+            "kernel_speedup": fp32_kernel_s / kernel_s, "ceiling": seed_step_s / kernel_s,
+            "rounds": rounds, "steps": steps, "warmup": warmup,
             "compile": compiled}
 
 
@@ -257,13 +266,14 @@ def write_doc(res: dict) -> None:
              f"Matmul peak of this machine (2048x2048, all cores): {res['peak_fp32']:.0f} GFLOP/s float32, "
              f"{res['peak_bf16']:.0f} GFLOP/s bfloat16.", "",
              "| recipe | batch | seed-style img/s | gankit img/s | speed-up (median of rounds) | GFLOP/s seed / gankit "
-             "| kernel share of a gankit step | peak RSS seed / gankit |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| kernel share of a gankit step | kernel speed-up fp32 → gankit | ceiling | peak RSS seed / gankit |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["recipes"]:
         lines.append(f"| `{r['recipe']}` | {r['batch_size']}{' x' + str(r['n_critic']) if r['n_critic'] > 1 else ''} "
                      f"| {r['seed_style_img_s']:.0f} | {r['gankit_img_s']:.0f} | **{r['ratio']:.2f}x** "
                      f"({', '.join(f'{x:.2f}' for x in r['ratios'])}) | {r['seed_style_gflop_s']:.0f} / "
-                     f"{r['gankit_gflop_s']:.0f} | {100 * r['kernel_share']:.0f}% | "
+                     f"{r['gankit_gflop_s']:.0f} | {100 * r['kernel_share']:.0f}% | {r['kernel_speedup']:.2f}x | "
+                     f"{r['ceiling']:.2f}x | "
                      f"{r['seed_style_rss_mib']:.0f} / {r['gankit_rss_mib']:.0f} MiB |")
     comp = [r for r in res["recipes"] if r.get("compile")]
     if comp:
@@ -273,7 +283,23 @@ def write_doc(res: dict) -> None:
             c = r["compile"]
             lines.append(f"| `{r['recipe']}` | {c['eager_img_s']:.0f} | {c['compiled_img_s']:.0f} | "
                          f"{c['compiled_img_s'] / c['eager_img_s']:.2f}x |")
-    (ROOT / "docs" / "performance.md").write_text("\n".join(lines) + "\n\n" + res.get("notes", "") + "\n")
+    prec_file = OUT / "precision.json"
+    if prec_file.exists():
+        prec = json.loads(prec_file.read_text())
+        lines += ["", f"Quality in bf16 against fp32 (`{prec['command']}`, {prec['date']}): FID in the MNIST evaluator's "
+                  f"embedding against the test split, {prec['num_samples']} samples, seeds {prec['seeds']}; "
+                  "mean ± standard deviation over seeds.", "",
+                  "| recipe | epochs | FID fp32 | FID bf16 | IS fp32 / bf16 | train time fp32 / bf16 | same within noise |",
+                  "|---|---|---|---|---|---|---|"]
+        for r in prec["summary"]:
+            a, b = r["fp32"], r["bf16"]
+            lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {a['fid_mean']:.2f} ± {a['fid_std']:.2f} | "
+                         f"{b['fid_mean']:.2f} ± {b['fid_std']:.2f} | {a['is_mean']:.2f} / {b['is_mean']:.2f} | "
+                         f"{a['train_s_mean']:.0f} s / {b['train_s_mean']:.0f} s | {'yes' if r['within_noise'] else 'no'} |")
+    notes = ROOT / "benchmarks" / "performance-notes.md"
+    if notes.exists():
+        lines += ["", notes.read_text().strip()]
+    (ROOT / "docs" / "performance.md").write_text("\n".join(lines) + "\n")
 
 
 def main() -> None:
@@ -305,7 +331,8 @@ def main() -> None:
         r = json.loads(p.stdout.strip().splitlines()[-1])
         res["recipes"].append(r)
         print(f"{name:14s} seed-style {r['seed_style_img_s']:8.0f} img/s  gankit {r['gankit_img_s']:8.0f} img/s  "
-              f"x{r['ratio']:.2f}  {r['gankit_gflop_s']:.0f} GFLOP/s  kernels {100 * r['kernel_share']:.0f}%  "
+              f"x{r['ratio']:.2f}  {r['gankit_gflop_s']:.0f} GFLOP/s  kernels {100 * r['kernel_share']:.0f}% "
+              f"(x{r['kernel_speedup']:.2f} over fp32, ceiling x{r['ceiling']:.2f})  "
               f"RSS {r['seed_style_rss_mib']:.0f}/{r['gankit_rss_mib']:.0f} MiB", flush=True)
         (OUT / "throughput.json").write_text(json.dumps(res, indent=2))
     if args.write_doc:
