@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 
@@ -17,6 +18,7 @@ EXAMPLES = """examples:
   gankit train dcgan64 --dataset folder:~/pictures/faces --epochs 5
   gankit train toy --dataset toy:grid25
   gankit train --resume runs/dcgan --epochs 3
+  torchrun --nproc_per_node=4 -m gankit train dcgan64 --dataset folder:faces --out runs/faces
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
 """
 
@@ -59,6 +61,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     t.add_argument("--out", help="run folder (default runs/RECIPE-TIME)")
+    t.add_argument("--precision", choices=["bf16", "fp32"], help="bf16 autocast (default) or float32 throughout")
+    t.add_argument("--threads", type=_positive(int), help="CPU threads per process (default: all cores)")
+    t.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
@@ -79,7 +84,8 @@ def _overrides(args) -> dict:
 
     o = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir), ("steps", args.steps),
                            ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
-                           ("device", args.device), ("out", args.out)) if v is not None}
+                           ("device", args.device), ("out", args.out), ("precision", args.precision),
+                           ("threads", args.threads), ("compile", args.compile)) if v is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq:
@@ -143,7 +149,8 @@ def cmd_train(args) -> None:
             print(cfg.to_json())
             return
         summary = train(cfg, overwrite=args.overwrite, progress=progress)
-    print(json.dumps(summary))
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
+        print(json.dumps(summary))
 
 
 def cmd_sample(args) -> None:

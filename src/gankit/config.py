@@ -48,6 +48,14 @@ class Config:
     epochs: float = 1.0  # passes of the D steps over the training split
     steps: int | None = None  # total G steps (overrides epochs)
 
+    # speed (none of these changes what is trained, only how fast)
+    precision: str = "bf16"  # bf16: autocast matmuls and convolutions to bfloat16 | fp32
+    channels_last: bool = True  # NHWC memory layout for convolutional nets
+    compile: bool = False  # torch.compile G and D (see docs/performance.md for its measured effect)
+    threads: int = 0  # CPU threads per process; 0: all cores, shared among the processes of a machine
+    world_size: int = 1  # processes in the (torchrun) job; filled in at start
+    global_batch_size: int | None = None  # batch_size x world_size; filled in at start
+
     # run
     seed: int = 0  # seeds weights, noise, data order and the fixed grid noise
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
@@ -127,5 +135,9 @@ def validate(cfg: Config) -> None:
     need(cfg.steps is not None or cfg.epochs > 0, f"epochs={cfg.epochs}: must be positive")
     need(cfg.image_size is None or cfg.image_size >= 8, f"image_size={cfg.image_size}: must be at least 8")
     need(cfg.channels in (None, 1, 3), f"channels={cfg.channels}: expected 1 or 3")
+    need(cfg.precision in ("bf16", "fp32"), f"precision={cfg.precision!r}: expected bf16 or fp32")
+    need(cfg.threads >= 0, f"threads={cfg.threads}: must be >= 0 (0: all cores)")
+    need(not (cfg.compile and cfg.gp_weight), "compile=true: torch.compile does not support the double backward "
+         "of the gradient penalty; train WGAN-GP without it")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
          f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")

@@ -10,6 +10,27 @@ import torch
 from torch import nn
 
 
+class Dropout(nn.Module):
+    """nn.Dropout's function (zero each unit with probability p, scale the rest by 1/(1-p)), with
+    the mask drawn by torch.rand: on a CPU that is about twice as fast as the bernoulli_ kernel
+    nn.Dropout uses, and dropout is a quarter of an MLP-GAN step there."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        if not 0 <= p < 1:
+            raise ValueError(f"dropout probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0:
+            return x
+        keep = torch.rand(x.shape, device=x.device) >= self.p
+        return x * keep * (1 / (1 - self.p))
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
 def _stack(sizes: list[int], act: Callable[[], nn.Module], dropout: float = 0.0) -> list[nn.Module]:
     """Linear layers between consecutive sizes, each hidden one followed by act() (and dropout)."""
     layers: list[nn.Module] = []
@@ -18,7 +39,7 @@ def _stack(sizes: list[int], act: Callable[[], nn.Module], dropout: float = 0.0)
         if i < len(sizes) - 2:
             layers.append(act())
             if dropout:
-                layers.append(nn.Dropout(dropout))
+                layers.append(Dropout(dropout))
     return layers
 
 
