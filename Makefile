@@ -24,9 +24,11 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP)
 	$(VENV)/bin/gankit train cs231n-dcgan --epochs 1 --out runs/demo --overwrite
 	$(VENV)/bin/gankit sample runs/demo -n 64 -o runs/demo/final.png
+	$(VENV)/bin/gankit eval runs/demo --num-samples 5000
+	$(VENV)/bin/gankit report runs/demo
 
 test: $(STAMP)
-	-@bash scripts/optional-datasets.sh
+	-@bash scripts/system-packages.sh
 	$(VENV)/bin/pytest
 
 clean-runs:

@@ -77,3 +77,26 @@ def test_bad_flags_are_rejected_by_the_parser(args, capsys):
         main(args)
     assert e.value.code == 2
     assert "argument" in capsys.readouterr().err
+
+
+def test_eval_every_eval_and_report(tmp_path, monkeypatch):
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # real-data statistics cached here
+    run = tmp_path / "run"
+    gankit("train", "cs231n-gan", "--steps", "40", "--out", str(run), "--eval-every", "20", "--set", "eval_samples=200",
+           "--set", "log_every=10", "--no-progress")
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [20, 40]
+    assert all(r["fid"] > 0 and 1 <= r["is"] <= 10 and "fid_floor" in r for r in rows)
+    assert (run / "checkpoint-best.pt").exists()
+    p = gankit("eval", str(run), "--num-samples", "300", "--metrics", "fid,is,modes")
+    assert "fid" in p.stdout and "real vs real" in p.stdout
+    m = json.loads((run / "metrics.json").read_text())
+    assert m["num_samples"] == 300 and m["fid"] > m["fid_floor"] > 0
+    p = gankit("report", str(run))
+    page = (run / "report.html").read_text()
+    assert "Final metrics" in page and "fid during training" in page
+
+
+def test_eval_every_needs_an_evaluator_dataset(capsys):
+    assert main(["train", "toy", "--eval-every", "10", "--out", "x"]) == 2
+    assert "--eval-every: the metrics need an evaluator network" in capsys.readouterr().err

@@ -38,7 +38,7 @@ def _positive(kind):
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report}")
 
     sub.add_parser("recipes", help="list the recipes and their sources")
 
@@ -64,6 +64,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--precision", choices=["bf16", "fp32"], help="bf16 autocast (default) or float32 throughout")
     t.add_argument("--threads", type=_positive(int), help="CPU threads per process (default: all cores)")
     t.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
+    t.add_argument("--eval-every", type=_positive(int), help="every N steps, write fid/is/modes to metrics.jsonl "
+                   "and keep checkpoint-best.pt (mnist, fashion-mnist)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
@@ -76,6 +78,18 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+
+    e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
+    e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    e.add_argument("--metrics", default="fid,is,pr,modes",
+                   help="comma-separated: fid, is, pr, modes, fid_inception (slow on CPU) (default fid,is,pr,modes)")
+    e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
+    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--device", default="auto")
+
+    r = sub.add_parser("report", help="write RUN/report.html from the run folder")
+    r.add_argument("run", metavar="RUN")
+    r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
     return p
 
 
@@ -85,7 +99,8 @@ def _overrides(args) -> dict:
     o = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir), ("steps", args.steps),
                            ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
                            ("device", args.device), ("out", args.out), ("precision", args.precision),
-                           ("threads", args.threads), ("compile", args.compile)) if v is not None}
+                           ("threads", args.threads), ("compile", args.compile),
+                           ("eval_every", args.eval_every)) if v is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq:
@@ -159,10 +174,38 @@ def cmd_sample(args) -> None:
     print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device))
 
 
+def cmd_eval(args) -> None:
+    from pathlib import Path
+
+    from gankit.evaluate import evaluate_run
+    from gankit.run import find_checkpoint
+
+    result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
+                          seed=args.seed)
+    width = max(map(len, result))
+    for k, v in result.items():
+        if not k.endswith("_floor"):
+            floor = result.get(f"{k}_floor")
+            print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
+                  "" if floor is None else f"  (real vs real: {floor:.4g})")
+    out = find_checkpoint(args.run).parent / "metrics.json"
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(json.dumps(result, indent=2) + "\n")
+    os.replace(tmp, out)
+    print(f"wrote {Path(out)}")
+
+
+def cmd_report(args) -> None:
+    from gankit.report import build_report
+
+    print(build_report(args.run, args.output))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        {"recipes": cmd_recipes, "info": cmd_info, "train": cmd_train, "sample": cmd_sample}[args.verb](args)
+        {"recipes": cmd_recipes, "info": cmd_info, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
+         "report": cmd_report}[args.verb](args)
     except GankitError as e:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2

@@ -61,6 +61,8 @@ class Config:
     device: str = "auto"  # auto (cuda if available) | cpu | cuda | cuda:N
     out: str = ""  # run folder
     log_every: int = 50  # steps between stats.jsonl lines (the only host syncs of the loop)
+    eval_every: int = 0  # steps between evaluations (fid, is, modes) into metrics.jsonl; 0: none
+    eval_samples: int = 2000  # generated images per evaluation during training
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
     grid_size: int = 64  # images in each sample grid
@@ -136,6 +138,11 @@ def validate(cfg: Config) -> None:
     need(cfg.image_size is None or cfg.image_size >= 8, f"image_size={cfg.image_size}: must be at least 8")
     need(cfg.channels in (None, 1, 3), f"channels={cfg.channels}: expected 1 or 3")
     need(cfg.precision in ("bf16", "fp32"), f"precision={cfg.precision!r}: expected bf16 or fp32")
+    need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
+    need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
+    need(not cfg.eval_every or cfg.dataset in ("mnist", "fashion-mnist"),
+         f"--eval-every: the metrics need an evaluator network, which gankit has for mnist and fashion-mnist, "
+         f"not {cfg.dataset}")
     need(cfg.threads >= 0, f"threads={cfg.threads}: must be >= 0 (0: all cores)")
     need(not (cfg.compile and cfg.gp_weight), "compile=true: torch.compile does not support the double backward "
          "of the gradient penalty; train WGAN-GP without it")

@@ -83,6 +83,15 @@ def gather(obj, world: World) -> list:
     return out
 
 
+def share(obj, world: World):
+    """Rank 0's `obj` (any picklable value), on every rank."""
+    if world.size == 1:
+        return obj
+    box = [obj]
+    dist.broadcast_object_list(box, 0)
+    return box[0]
+
+
 def first(fn, world: World):
     """Run fn on rank 0 only and share its outcome: an exception raised there is raised on every
     rank (so no rank waits forever on a peer that has already failed)."""

@@ -33,6 +33,8 @@ class RunDir:
         self.stats = self.path / "stats.jsonl"
         self.samples = self.path / "samples"
         self.checkpoint = self.path / CHECKPOINT
+        self.best = self.path / "checkpoint-best.pt"  # the checkpoint with the lowest fid so far
+        self.metrics = self.path / "metrics.jsonl"  # evaluations during training (--eval-every)
 
     def create(self, cfg: Config, overwrite: bool = False) -> None:
         """Make a fresh run folder. An existing one is replaced only with `overwrite`, and only
@@ -56,20 +58,27 @@ class RunDir:
         with open(self.stats, "a") as f:
             f.write(json.dumps(row) + "\n")
 
-    def read_stats(self) -> list[dict[str, Any]]:
-        if not self.stats.exists():
+    def read_stats(self, path: Path | None = None) -> list[dict[str, Any]]:
+        path = path or self.stats
+        if not path.exists():
             return []
-        return [json.loads(line) for line in self.stats.read_text().splitlines() if line.strip()]
+        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+    def append_metrics(self, row: dict[str, Any]) -> None:
+        with open(self.metrics, "a") as f:
+            f.write(json.dumps(row) + "\n")
 
     def truncate_stats(self, step: int) -> None:
-        """Drop stats logged after `step`: on resume they are about to be trained again."""
-        rows = [r for r in self.read_stats() if r["step"] <= step]
-        tmp = self.stats.with_name(self.stats.name + ".tmp")
-        tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-        os.replace(tmp, self.stats)
+        """Drop stats and metrics logged after `step`: on resume they are about to be redone."""
+        for path in (self.stats, self.metrics):
+            if path.exists():
+                rows = [r for r in self.read_stats(path) if r["step"] <= step]
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
+                os.replace(tmp, path)
 
-    def save_checkpoint(self, state: dict[str, Any]) -> None:
-        save_atomic(state, self.checkpoint)
+    def save_checkpoint(self, state: dict[str, Any], best: bool = False) -> None:
+        save_atomic(state, self.best if best else self.checkpoint)
 
 
 def save_atomic(obj: Any, path: Path) -> None:

@@ -163,7 +163,8 @@ def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dic
 def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
     (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
-    allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile"}
+    allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
+               "eval_every", "eval_samples"}
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
@@ -199,6 +200,10 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         raise GankitError(f"dataset {cfg.dataset} has {data.x.shape[0]} samples, fewer than global batch x n_critic "
                           f"= {cfg.global_batch_size * cfg.n_critic}")
     num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
+    if cfg.eval_every:  # fail now, not at the first evaluation, if the evaluator weights are missing
+        from gankit.metrics.evaluator import Evaluator
+
+        distributed.first(lambda: Evaluator.load(cfg.dataset, "cpu"), world)
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G, D, opt_g, opt_d = build(cfg, device)
@@ -246,7 +251,7 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
             G.train()
             save_grid(x, run.sample_path(at)) if images else save_points(x, run.sample_path(at), real_points)
 
-    def checkpoint(at: int) -> None:
+    def checkpoint(at: int, best: bool = False) -> None:
         for net in (G, D):
             distributed.broadcast_state(net, world)  # BatchNorm running statistics differ per rank
         rng = {"torch": torch.get_rng_state(),
@@ -256,8 +261,29 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         if world.main:
             run.save_checkpoint({"format": 1, "step": at, "elapsed_s": log.seconds(), "G": G.state_dict(),
                                  "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                                 "rng": rng, "config": cfg.to_dict()})
-        log.last_checkpoint = at
+                                 "rng": rng, "config": cfg.to_dict()}, best=best)
+        if not best:
+            log.last_checkpoint = at
+
+    best_fid = min((r["fid"] for r in run.read_stats(run.metrics)), default=float("inf")) if resume_from else float("inf")
+
+    def evaluate_now(at: int) -> None:
+        """Cheap metrics of the current G into metrics.jsonl; keep the checkpoint with the best fid."""
+        nonlocal best_fid
+        row = None
+        if world.main:
+            from gankit.evaluate import evaluate
+
+            G.eval()
+            m = evaluate((G, cfg), cfg.dataset, ("fid", "is", "modes"), cfg.eval_samples, device=str(device),
+                         seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
+            G.train()
+            row = {"step": at, **{k: v for k, v in m.items() if isinstance(v, (int, float))}}
+            run.append_metrics(row)
+        row = distributed.share(row, world)
+        if row["fid"] < best_fid:
+            best_fid = row["fid"]
+            checkpoint(at, best=True)
 
     start = step
     log = Monitor(run, world, step, num_steps, cfg.global_batch_size * cfg.n_critic, elapsed, progress)
@@ -285,6 +311,8 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
                 save_samples(step)
             if step % cfg.checkpoint_every == 0 or step == num_steps:
                 checkpoint(step)
+            if cfg.eval_every and (step % cfg.eval_every == 0 or step == num_steps):
+                evaluate_now(step)
         log.close()
         if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
             log.flush(step)

@@ -1,0 +1,153 @@
+"""Run folder -> report.html: one self-contained page that opens offline.
+
+Built from the run folder alone (config.json, stats.jsonl, metrics.jsonl, metrics.json,
+samples/*.png), so an old run can be re-reported. Sample grids are embedded as data URIs, curves
+are inline SVG drawn here, and the only script is a few lines for the grid slider: no CDN, no
+network, no JavaScript library.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import math
+import os
+from pathlib import Path
+
+from gankit.errors import GankitError
+from gankit.run import RunDir
+
+COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "gp": "gradient penalty",
+          "d_real": "mean D(x)", "d_fake": "mean D(G(z))", "d_loss": "D loss", "g_loss": "G loss"}
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.exists():
+        return []
+    rows = []
+    for i, line in enumerate(path.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError:
+                raise GankitError(f"{path}: line {i} is not JSON") from None
+    return rows
+
+
+def _nice(v: float) -> str:
+    return f"{v:.3g}" if isinstance(v, float) else str(v)
+
+
+def line_chart(title: str, x: list[float], series: dict[str, list[float]], width: int = 460, height: int = 220) -> str:
+    """An inline SVG line chart with axes, ticks and a legend."""
+    pts = [(xi, yi) for ys in series.values() for xi, yi in zip(x, ys) if yi is not None and math.isfinite(yi)]
+    if not pts:
+        return ""
+    x0, x1 = min(p[0] for p in pts), max(p[0] for p in pts)
+    y0, y1 = min(p[1] for p in pts), max(p[1] for p in pts)
+    if x1 == x0:
+        x1 = x0 + 1
+    if y1 == y0:
+        y0, y1 = y0 - 1, y1 + 1
+    left, right, top, bottom = 52, 10, 26, 30
+    sx = lambda v: left + (v - x0) / (x1 - x0) * (width - left - right)  # noqa: E731
+    sy = lambda v: height - bottom - (v - y0) / (y1 - y0) * (height - top - bottom)  # noqa: E731
+    out = [f'<svg class="chart" role="img" aria-label="{html.escape(title)}" width="{width}" height="{height}" '
+           f'viewBox="0 0 {width} {height}" xmlns="http://www.w3.org/2000/svg">',
+           f'<text x="{left}" y="16" font-size="13" font-weight="bold">{html.escape(title)}</text>',
+           f'<line x1="{left}" y1="{height - bottom}" x2="{width - right}" y2="{height - bottom}" stroke="#888"/>',
+           f'<line x1="{left}" y1="{top}" x2="{left}" y2="{height - bottom}" stroke="#888"/>']
+    for i in range(5):
+        yv = y0 + (y1 - y0) * i / 4
+        out.append(f'<text x="{left - 4}" y="{sy(yv) + 4:.1f}" font-size="10" text-anchor="end">{yv:.3g}</text>')
+        out.append(f'<line x1="{left}" y1="{sy(yv):.1f}" x2="{width - right}" y2="{sy(yv):.1f}" stroke="#eee"/>')
+        xv = x0 + (x1 - x0) * i / 4
+        out.append(f'<text x="{sx(xv):.1f}" y="{height - bottom + 14}" font-size="10" text-anchor="middle">{xv:.0f}</text>')
+    out.append(f'<text x="{(left + width - right) / 2}" y="{height - 2}" font-size="10" text-anchor="middle">step</text>')
+    for k, (name, ys) in enumerate(series.items()):
+        colour = COLOURS[k % len(COLOURS)]
+        path = " ".join(f"{sx(xi):.1f},{sy(yi):.1f}" for xi, yi in zip(x, ys) if yi is not None and math.isfinite(yi))
+        out.append(f'<polyline class="series" fill="none" stroke="{colour}" stroke-width="1.5" points="{path}"/>')
+        out.append(f'<text x="{width - right - 4}" y="{top + 12 + 13 * k}" font-size="11" text-anchor="end" '
+                   f'fill="{colour}">{html.escape(LABELS.get(name, name))}</text>')
+    out.append("</svg>")
+    return "\n".join(out)
+
+
+def _data_uri(path: Path) -> str:
+    return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
+
+
+def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
+    """Write RUN/report.html (or `out`) from the run folder; returns its path."""
+    run = RunDir(run_path)
+    if not run.config.exists():
+        raise GankitError(f"{run_path}: not a gankit run folder (no config.json)")
+    try:
+        cfg = json.loads(run.config.read_text())
+    except json.JSONDecodeError:
+        raise GankitError(f"{run.config}: not valid JSON") from None
+    stats = _read_jsonl(run.stats)
+    history = _read_jsonl(run.path / "metrics.jsonl")
+    final = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
+    grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
+
+    charts = []
+    if stats:
+        steps = [r["step"] for r in stats]
+        charts.append(line_chart("Losses", steps, {k: [r.get(k) for r in stats] for k in ("d_loss", "g_loss")}))
+        probe = [k for k in ("d_x", "d_g_z", "w_dist", "gp", "d_real", "d_fake") if k in stats[0]]
+        if probe:
+            charts.append(line_chart("Discriminator", steps, {k: [r.get(k) for r in stats] for k in probe}))
+        charts.append(line_chart("Throughput (images/s)", steps, {"images/s": [r.get("images_per_s") for r in stats]}))
+    if history:
+        steps = [r["step"] for r in history]
+        for key in [k for k in history[0] if k not in ("step", "num_samples") and isinstance(history[0][k], (int, float))
+                    and not k.endswith("_floor")]:
+            charts.append(line_chart(f"{key} during training", steps, {key: [r.get(key) for r in history]}))
+
+    progress = f", {stats[-1]['step']} steps, {stats[-1]['time_s']:.0f} s" if stats else ""
+    parts = [f"<h1>gankit run: {html.escape(run.path.name)}</h1>",
+             f"<p>recipe <b>{html.escape(str(cfg.get('recipe')))}</b> on <b>{html.escape(str(cfg.get('dataset')))}</b>"
+             f"{progress}</p>"]
+    if grids:
+        frames = [{"step": int(p.stem.split("-")[1]), "src": _data_uri(p)} for p in grids]
+        parts.append('<section id="samples"><h2>Samples (fixed noise)</h2>'
+                     f'<input id="slider" type="range" min="0" max="{len(frames) - 1}" value="{len(frames) - 1}">'
+                     f' step <span id="step">{frames[-1]["step"]}</span><br>'
+                     f'<img id="grid" alt="sample grid" src="{frames[-1]["src"]}"></section>'
+                     f'<script>const frames = {json.dumps(frames)};\n'
+                     'const slider = document.getElementById("slider");\n'
+                     'slider.addEventListener("input", () => { const f = frames[slider.value];\n'
+                     '  document.getElementById("grid").src = f.src;\n'
+                     '  document.getElementById("step").textContent = f.step; });</script>')
+    if charts:
+        parts.append('<section id="curves"><h2>Training curves</h2>' + "".join(c for c in charts if c) + "</section>")
+    if final:
+        rows = []
+        for k, v in final.items():
+            if k.endswith("_floor") or not isinstance(v, (int, float)):
+                continue
+            floor = final.get(f"{k}_floor")
+            rows.append(f"<tr><td>{html.escape(k)}</td><td>{_nice(v)}</td><td>{'' if floor is None else _nice(floor)}</td></tr>")
+        parts.append('<section id="metrics"><h2>Final metrics</h2><table><tr><th>metric</th><th>this run</th>'
+                     '<th>real vs real (floor)</th></tr>' + "".join(rows) + "</table>"
+                     f"<p>{html.escape(str(final.get('num_samples', '')))} samples against the "
+                     f"{html.escape(str(final.get('dataset', '')))} test split.</p></section>")
+    parts.append('<section id="config"><h2>Config</h2><table>' + "".join(
+        f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in cfg.items())
+        + "</table></section>")
+    page = ("<!doctype html><html><head><meta charset='utf-8'><title>gankit report: "
+            f"{html.escape(run.path.name)}</title><style>"
+            "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
+            "img#grid{image-rendering:pixelated;max-width:100%;border:1px solid #ccc}"
+            "svg.chart{margin:4px;border:1px solid #eee}table{border-collapse:collapse}"
+            "td,th{border:1px solid #ddd;padding:2px 8px;font-size:13px;text-align:left}"
+            "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
+    target = Path(out) if out else run.path / "report.html"
+    tmp = target.with_name(target.name + ".tmp")
+    tmp.write_text(page)
+    os.replace(tmp, target)
+    return target

@@ -1,0 +1,77 @@
+"""report.html from a run folder, and the page rendered in headless Chromium."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+
+import pytest
+
+from gankit.errors import GankitError
+from gankit.recipes import RECIPES
+from gankit.report import build_report
+from gankit.train import train
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("report") / "run"
+    cfg = RECIPES["toy"].config(out=str(out), steps=300, log_every=20, sample_every=100)
+    train(cfg, progress=False)
+    (out / "metrics.jsonl").write_text("".join(json.dumps({"step": s, "fid": 30.0 - s / 100}) + "\n" for s in (100, 200, 300)))
+    (out / "metrics.json").write_text(json.dumps({"dataset": "toy:ring8", "num_samples": 2000, "fid": 27.0,
+                                                  "fid_floor": 0.5, "is": 8.1, "is_floor": 9.9}))
+    return out
+
+
+def test_report_holds_grids_curves_metrics_and_config(run):
+    page = build_report(run).read_text()
+    assert page.count("data:image/png;base64,") == 4 + 1  # 4 grids in the slider data, 1 shown
+    assert page.count('class="chart"') == 4  # losses, D(x)/D(G(z)), throughput, fid over training
+    assert "real vs real (floor)" in page and ">27<" in page and ">0.5<" in page
+    assert "<td>loss</td><td>&quot;nonsaturating&quot;</td>" in page
+    assert not re.search(r"(src|href)=[\"']?(https?:|//)", page)  # nothing to fetch: opens offline
+
+
+def test_report_errors_name_the_folder(tmp_path):
+    with pytest.raises(GankitError, match="not a gankit run folder"):
+        build_report(tmp_path)
+    (tmp_path / "config.json").write_text("{")
+    with pytest.raises(GankitError, match="config.json: not valid JSON"):
+        build_report(tmp_path)
+
+
+def chromium(*args, tmp_path):
+    cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+           "--disable-background-networking", "--disable-component-update", "--disable-sync",
+           f"--user-data-dir={tmp_path / 'profile'}", "--enable-logging=stderr", "--v=0", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"), reason="chromium not installed (apt install chromium)")
+def test_report_renders_in_headless_chromium(run, tmp_path):
+    assert CHROMIUM, "CI must install chromium (.ci/run does)"
+    page = build_report(run)
+    p = chromium("--dump-dom", page.as_uri(), tmp_path=tmp_path)
+    assert p.returncode == 0, p.stderr[-2000:]
+    console = [line for line in p.stderr.splitlines() if ":CONSOLE" in line]
+    assert console == []  # no errors (nor any other console output) from the page's script
+    dom = p.stdout
+    assert re.search(r'<img id="grid"[^>]*src="data:image/png;base64,', dom)
+    assert dom.count("<polyline") >= 5
+    shot = run / "report.png"
+    p = chromium("--window-size=1000,1400", f"--screenshot={shot}", page.as_uri(), tmp_path=tmp_path)
+    assert p.returncode == 0 and shot.stat().st_size > 10_000
+
+
+def test_console_errors_would_be_caught(tmp_path):
+    """The check above can fail: a page with a script error shows up on Chromium's console log."""
+    if CHROMIUM is None:
+        pytest.skip("chromium not installed")
+    bad = tmp_path / "bad.html"
+    bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
+    p = chromium("--dump-dom", bad.as_uri(), tmp_path=tmp_path)
+    assert any("Uncaught ReferenceError" in line for line in p.stderr.splitlines() if ":CONSOLE" in line)
