@@ -161,3 +161,30 @@ def test_batch_shards_partition_each_global_batch():
         parts = [s(b) for s in shards]
         assert all(len(p) == bs for p in parts)
         assert torch.equal(torch.cat(parts), single(b))  # disjoint shards of the same global batch
+
+
+def test_tensorboard_logs_scalars_and_grids(tmp_path, tiny_data):
+    pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install tensorboard)")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    cfg = small_config("cs231n-gan", tmp_path, tensorboard=True, steps=4, log_every=2, sample_every=2)
+    train(cfg, progress=False)
+    events = EventAccumulator(str(tmp_path / "cs231n-gan" / "tensorboard")).Reload()
+    assert [e.step for e in events.Scalars("train/d_loss")] == [2, 4]
+    assert [e.step for e in events.Images("samples")] == [0, 2, 4]
+
+
+def test_tensorboard_missing_is_a_clear_error(tmp_path, tiny_data, monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_tensorboard(name, *args, **kwargs):
+        if name.startswith("torch.utils.tensorboard"):
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tensorboard)
+    with pytest.raises(GankitError, match="pip install tensorboard"):
+        train(small_config("cs231n-gan", tmp_path, tensorboard=True), progress=False)
+    assert not (tmp_path / "cs231n-gan").exists()  # refused before the run folder was made

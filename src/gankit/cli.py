@@ -66,6 +66,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     t.add_argument("--eval-every", type=_positive(int), help="every N steps, write fid/is/modes to metrics.jsonl "
                    "and keep checkpoint-best.pt (mnist, fashion-mnist)")
+    t.add_argument("--tensorboard", action="store_true", default=None,
+                   help="also log to RUN/tensorboard (needs: pip install tensorboard)")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
@@ -100,7 +102,7 @@ def _overrides(args) -> dict:
                            ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
                            ("device", args.device), ("out", args.out), ("precision", args.precision),
                            ("threads", args.threads), ("compile", args.compile),
-                           ("eval_every", args.eval_every)) if v is not None}
+                           ("eval_every", args.eval_every), ("tensorboard", args.tensorboard)) if v is not None}
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq:

@@ -63,6 +63,7 @@ class Config:
     log_every: int = 50  # steps between stats.jsonl lines (the only host syncs of the loop)
     eval_every: int = 0  # steps between evaluations (fid, is, modes) into metrics.jsonl; 0: none
     eval_samples: int = 2000  # generated images per evaluation during training
+    tensorboard: bool = False  # also log scalars, metrics and grids to RUN/tensorboard (pip install tensorboard)
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
     grid_size: int = 64  # images in each sample grid

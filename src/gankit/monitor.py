@@ -18,10 +18,19 @@ class TrainingDiverged(GankitError):
     """A loss became NaN or infinite; the last good checkpoint is kept."""
 
 
+def tensorboard_writer():
+    """TensorBoard's SummaryWriter class; TensorBoard is an optional extra."""
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:
+        raise GankitError("--tensorboard needs the tensorboard package: pip install tensorboard") from None
+    return SummaryWriter
+
+
 class Monitor:
     def __init__(self, run: RunDir, world: distributed.World, step: int, num_steps: int, images_per_step: int,
-                 elapsed: float, progress: bool):
-        self.run, self.world, self.images_per_step, self.elapsed = run, world, images_per_step, elapsed
+                 elapsed: float, progress: bool, tb=None):
+        self.run, self.world, self.images_per_step, self.elapsed, self.tb = run, world, images_per_step, elapsed, tb
         self.acc, self.keys, self.n = None, [], 0
         self.t0 = self.t_log = time.perf_counter()
         self.step_log = step
@@ -60,6 +69,9 @@ class Monitor:
                                    f"stopped. Last good checkpoint: {where}. Try a lower learning rate.")
         if self.world.main:
             self.run.append_stats(row)
+            if self.tb:
+                for k in (*self.keys, "images_per_s"):
+                    self.tb.add_scalar(f"train/{k}", row[k], step)
             self.bar.set_postfix({k: f"{row[k]:.3g}" for k in self.keys[:4]} | {"img/s": f"{row['images_per_s']:.0f}"},
                                  refresh=False)
         self.acc.zero_()
@@ -67,3 +79,5 @@ class Monitor:
 
     def close(self) -> None:
         self.bar.close()
+        if self.tb:
+            self.tb.close()

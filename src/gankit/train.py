@@ -23,9 +23,9 @@ from gankit import data as datasets
 from gankit import distributed
 from gankit.config import Config, validate
 from gankit.errors import GankitError
-from gankit.images import save_grid, save_points
+from gankit.images import make_grid, save_grid, save_points
 from gankit.losses import LOSSES, PROBABILITY_LOSSES, clip_weights, gradient_penalty
-from gankit.monitor import Monitor, TrainingDiverged  # noqa: F401  (TrainingDiverged is part of the API)
+from gankit.monitor import Monitor, TrainingDiverged, tensorboard_writer  # noqa: F401  (TrainingDiverged is part of the API)
 from gankit.recipes import get as get_recipe
 from gankit.run import RunDir, load_checkpoint
 
@@ -164,7 +164,7 @@ def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
     (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
     allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
-               "eval_every", "eval_samples"}
+               "eval_every", "eval_samples", "tensorboard"}
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
@@ -204,6 +204,7 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         from gankit.metrics.evaluator import Evaluator
 
         distributed.first(lambda: Evaluator.load(cfg.dataset, "cpu"), world)
+    SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
 
     torch.manual_seed(cfg.seed)  # identical initial weights on every rank
     G, D, opt_g, opt_d = build(cfg, device)
@@ -243,6 +244,8 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         x = x_all[batches(b)]
         return x.float().div_(127.5).sub_(1.0) if images else x  # uint8 -> [-1, 1] on the device
 
+    tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
+
     def save_samples(at: int) -> None:
         if world.main:
             G.eval()
@@ -250,6 +253,8 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
                 x = G(fixed_z).float()
             G.train()
             save_grid(x, run.sample_path(at)) if images else save_points(x, run.sample_path(at), real_points)
+            if tb and images:
+                tb.add_image("samples", make_grid(x), at, dataformats="HWC")
 
     def checkpoint(at: int, best: bool = False) -> None:
         for net in (G, D):
@@ -280,13 +285,16 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
             G.train()
             row = {"step": at, **{k: v for k, v in m.items() if isinstance(v, (int, float))}}
             run.append_metrics(row)
+            for k, v in row.items():
+                if tb and k != "step":
+                    tb.add_scalar(f"eval/{k}", v, at)
         row = distributed.share(row, world)
         if row["fid"] < best_fid:
             best_fid = row["fid"]
             checkpoint(at, best=True)
 
     start = step
-    log = Monitor(run, world, step, num_steps, cfg.global_batch_size * cfg.n_critic, elapsed, progress)
+    log = Monitor(run, world, step, num_steps, cfg.global_batch_size * cfg.n_critic, elapsed, progress, tb)
     log.last_checkpoint = step if resume_from else None
     if step == 0:
         save_samples(0)
