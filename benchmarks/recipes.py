@@ -78,26 +78,27 @@ def write_doc(results: dict) -> None:
              "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
              "`gankit train RECIPE --epochs E` run with the recipe's own settings (bf16 autocast on the CPU), "
              "then `gankit eval RUN --num-samples 10000`. *images/s* counts real images through D per second "
-             "of training (grids and checkpoints included); *wall* is the whole process, data loading included.",
+             "of training (grids and checkpoints included); *train* is the trainer's own time; *wall* is both "
+             "processes, `gankit train` (data loading included) and `gankit eval`.",
              "", "Metrics use gankit's MNIST evaluator (a small CNN, 99.56% test accuracy): FID in its 256-d "
              "embedding against 10,000 test images, Inception Score of its class probabilities, precision/recall "
              "(Kynkäänniemi et al. 2019, k = 3) and the number of digit classes holding at least 1% of the samples. "
              "The *floor* row is 10,000 training images scored the same way: what a perfect generator would get. "
              "These are not Inception FIDs, so they do not compare with published tables; `gankit eval RUN --metrics fid_inception` computes that one (slow on a CPU).", "",
-             "| recipe | epochs | steps | wall | images/s | FID | IS | precision | recall | classes | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| recipe | epochs | steps | train | wall | images/s | FID | IS | precision | recall | classes | grid |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     floor = None
     for r in results.values():
         m = r.get("metrics", {})
         floor = floor or m
         cells = [f"{m[k]:.2f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in
                  ("fid", "is", "precision", "recall", "modes")]
-        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s "
+        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
     if floor:
         cells = [f"{floor[k + '_floor']:.2f}" if isinstance(floor.get(k + "_floor"), float) else
                  str(floor.get(k + "_floor", "")) for k in ("fid", "is", "precision", "recall", "modes")]
-        lines.append(f"| real vs real (floor) | | | | | {' | '.join(cells)} | |")
+        lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
     machines = sorted({r["machine"] for r in results.values()})
     lines += ["", "Machine: " + "; ".join(machines) + ".", "", "Commands:", ""]
     lines += [f"    {r['command']}" for r in results.values()]
