@@ -174,7 +174,7 @@ def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
     from torch.profiler import ProfilerActivity, profile
 
     from gankit import distributed
-    from gankit.train import autocast, build, d_step, g_step, mixes_samples, sample_noise
+    from gankit.train import autocast, build, mixes_samples, train_step
 
     device = torch.device("cpu")
     torch.manual_seed(0)
@@ -184,15 +184,9 @@ def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
     x_all = data.x[:cfg.batch_size * cfg.n_critic * (steps + 2)]
 
     def step(i):
-        for j in range(cfg.n_critic):
-            b = (i * cfg.n_critic + j) % (len(x_all) // cfg.batch_size)
-            x_real = x_all[b * cfg.batch_size:(b + 1) * cfg.batch_size].float().div_(127.5).sub_(1)
-            x_fake, d_real, _ = d_step(G, D, opt_d, cfg, x_real, sample_noise(cfg, cfg.batch_size), cfg.share_z, amp,
-                                       world, joint)
-        if not cfg.share_z:
-            with amp:
-                x_fake = G(sample_noise(cfg, cfg.batch_size))
-        g_step(G, D, opt_g, cfg, x_fake, d_real, amp, world)
+        batches = [(i * cfg.n_critic + j) % (len(x_all) // cfg.batch_size) for j in range(cfg.n_critic)]
+        x_reals = [x_all[b * cfg.batch_size:(b + 1) * cfg.batch_size].float().div_(127.5).sub_(1) for b in batches]
+        train_step(G, D, G, opt_g, opt_d, cfg, x_reals, amp, world, joint)
 
     step(0)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

@@ -75,3 +75,14 @@ def test_console_errors_would_be_caught(tmp_path):
     bad.write_text("<html><body><script>undefinedFunction();</script></body></html>")
     p = chromium("--dump-dom", bad.as_uri(), tmp_path=tmp_path)
     assert any("Uncaught ReferenceError" in line for line in p.stderr.splitlines() if ":CONSOLE" in line)
+
+
+def test_report_names_a_broken_stats_line(run, tmp_path):
+    import shutil as sh
+
+    broken = tmp_path / "broken"
+    sh.copytree(run, broken)
+    with open(broken / "stats.jsonl", "a") as f:
+        f.write('{"step": 9\n')
+    with pytest.raises(GankitError, match=r"stats.jsonl: line \d+ is not JSON"):
+        build_report(broken)

@@ -23,19 +23,6 @@ LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "
           "d_real": "mean D(x)", "d_fake": "mean D(G(z))", "d_loss": "D loss", "g_loss": "G loss"}
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.exists():
-        return []
-    rows = []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if line.strip():
-            try:
-                rows.append(json.loads(line))
-            except json.JSONDecodeError:
-                raise GankitError(f"{path}: line {i} is not JSON") from None
-    return rows
-
-
 def _nice(v: float) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
@@ -89,8 +76,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
         cfg = json.loads(run.config.read_text())
     except json.JSONDecodeError:
         raise GankitError(f"{run.config}: not valid JSON") from None
-    stats = _read_jsonl(run.stats)
-    history = _read_jsonl(run.path / "metrics.jsonl")
+    stats = run.read_stats()
+    history = run.read_stats(run.metrics)
     final = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
     grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
 

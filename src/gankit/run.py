@@ -59,10 +59,18 @@ class RunDir:
             f.write(json.dumps(row) + "\n")
 
     def read_stats(self, path: Path | None = None) -> list[dict[str, Any]]:
+        """The rows of stats.jsonl (or another .jsonl of the run); [] if it does not exist yet."""
         path = path or self.stats
         if not path.exists():
             return []
-        return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        rows = []
+        for i, line in enumerate(path.read_text().splitlines(), 1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    raise GankitError(f"{path}: line {i} is not JSON") from None
+        return rows
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         with open(self.metrics, "a") as f:

@@ -147,6 +147,24 @@ def g_step(G, D, opt_g, cfg: Config, x_fake, d_real, amp, world) -> dict:
     return {"g_loss": g_loss}
 
 
+def train_step(G, D, G_params, opt_g, opt_d, cfg: Config, x_reals: list[torch.Tensor], amp, world,
+               joint: bool) -> dict:
+    """One step: a D update per real batch in x_reals (n_critic of them), then one G update.
+    G and D may be torch.compile'd; G_params is the plain G whose gradients are averaged.
+    Returns the step's scalars (D's averaged over its updates), still on the device."""
+    stats = {}
+    for x_real in x_reals:
+        z = sample_noise(cfg, x_real.shape[0], x_real.device)
+        x_fake, d_real, s = d_step(G, D, opt_d, cfg, x_real, z, cfg.share_z, amp, world, joint)
+        for k, v in s.items():
+            stats[k] = stats.get(k, 0) + v.detach() / len(x_reals)
+    if not cfg.share_z:
+        with amp:
+            x_fake = G(sample_noise(cfg, cfg.batch_size, x_real.device))
+    stats.update(g_step(G_params, D, opt_g, cfg, x_fake, d_real, amp, world))
+    return stats
+
+
 def load_data(cfg: Config) -> datasets.Dataset:
     """Load the training split into memory and record the sample shape in cfg.data_shape."""
     data = datasets.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=cfg.image_size,
@@ -300,17 +318,8 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         save_samples(0)
     with stop_on_interrupt() as stop:
         while step < num_steps and not stop.requested:
-            stats = {}
-            for i in range(cfg.n_critic):
-                x_real = real_batch(step * cfg.n_critic + i)
-                z = sample_noise(cfg, x_real.shape[0], device)
-                x_fake, d_real, s = d_step(G_run, D_run, opt_d, cfg, x_real, z, cfg.share_z, amp, world, joint)
-                for k, v in s.items():
-                    stats[k] = stats.get(k, 0) + v.detach() / cfg.n_critic
-            if not cfg.share_z:
-                with amp:
-                    x_fake = G_run(sample_noise(cfg, cfg.batch_size, device))
-            stats.update(g_step(G, D_run, opt_g, cfg, x_fake, d_real, amp, world))
+            stats = train_step(G_run, D_run, G, opt_g, opt_d, cfg,
+                               [real_batch(step * cfg.n_critic + i) for i in range(cfg.n_critic)], amp, world, joint)
             step += 1
             log.add(stats)
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or step == num_steps:
@@ -321,12 +330,13 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
                 checkpoint(step)
             if cfg.eval_every and (step % cfg.eval_every == 0 or step == num_steps):
                 evaluate_now(step)
-        log.close()
         if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
             log.flush(step)
             checkpoint(step)
-            raise GankitError(f"interrupted at step {step}; checkpoint saved. Continue with: "
-                              f"gankit train --resume {run.path}")
+    log.close()
+    if stop.requested:
+        raise GankitError(f"interrupted at step {step}; checkpoint saved. Continue with: "
+                          f"gankit train --resume {run.path}")
     session_s = log.seconds() - elapsed
     summary = {"run": str(run.path), "steps": step, "wall_s": round(log.seconds(), 1),
                "images_per_s": round((step - start) * cfg.global_batch_size * cfg.n_critic / session_s, 1),
