@@ -8,7 +8,8 @@ def fake_images(n: int, c: int, size: int, seed: int = 0) -> datasets.Dataset:
     """A small random uint8 image set, so recipe tests don't pay for loading and resizing MNIST."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, c, size, size), generator=g, dtype=torch.uint8)
-    return datasets.Dataset("fake", x, torch.zeros(n, dtype=torch.long), "image", [])
+    y = torch.arange(n) % 10  # ten balanced classes, for the semi-supervised recipes
+    return datasets.Dataset("fake", x, y, "image", [str(i) for i in range(10)])
 
 
 @pytest.fixture

@@ -17,6 +17,9 @@ EXAMPLES = """examples:
   gankit train wgan-gp --dataset fashion-mnist --set image_size=32 --steps 2000
   gankit train dcgan64 --dataset folder:~/pictures/faces --epochs 5
   gankit train toy --dataset toy:grid25
+  gankit train improved-gan --labels 10 --data-seed 1 --epochs 20 --out runs/ssl
+  gankit train improved-gan --baseline --epochs 20 --out runs/ssl-baseline
+  gankit eval runs/ssl --metrics accuracy
   gankit train --resume runs/dcgan --epochs 3
   torchrun --nproc_per_node=4 -m gankit train dcgan64 --dataset folder:faces --out runs/faces
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
@@ -68,6 +71,13 @@ def _parser() -> argparse.ArgumentParser:
                    "and keep checkpoint-best.pt (mnist, fashion-mnist)")
     t.add_argument("--tensorboard", action="store_true", default=None,
                    help="also log to RUN/tensorboard (needs: pip install tensorboard)")
+    t.add_argument("--labels", type=_positive(int), metavar="N",
+                   help="semi-supervised: N labelled images per class (recipes ssgan, improved-gan)")
+    t.add_argument("--label-rate", type=float, metavar="R", help="semi-supervised: label this fraction of the "
+                   "training split instead (e.g. 0.2)")
+    t.add_argument("--data-seed", type=int, help="seed that picks the labelled subset (default 0)")
+    t.add_argument("--baseline", action="store_true", default=None,
+                   help="supervised-only baseline: train the recipe's classifier on the labelled subset alone")
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
@@ -83,8 +93,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    e.add_argument("--metrics", default="fid,is,pr,modes",
-                   help="comma-separated: fid, is, pr, modes, fid_inception (slow on CPU) (default fid,is,pr,modes)")
+    e.add_argument("--metrics", help="comma-separated: fid, is, pr, modes, fid_inception (slow on CPU), accuracy "
+                   "(semi-supervised runs) (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
@@ -102,7 +112,13 @@ def _overrides(args) -> dict:
                            ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
                            ("device", args.device), ("out", args.out), ("precision", args.precision),
                            ("threads", args.threads), ("compile", args.compile),
-                           ("eval_every", args.eval_every), ("tensorboard", args.tensorboard)) if v is not None}
+                           ("eval_every", args.eval_every), ("tensorboard", args.tensorboard),
+                           ("labels_per_class", args.labels), ("label_rate", args.label_rate),
+                           ("data_seed", args.data_seed), ("baseline", args.baseline)) if v is not None}
+    if args.labels is not None:
+        o.setdefault("label_rate", 0.0)
+    if args.label_rate is not None:
+        o.setdefault("labels_per_class", 0)
     for item in args.set:
         key, eq, value = item.partition("=")
         if not eq:

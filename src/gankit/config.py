@@ -24,12 +24,24 @@ class Config:
     image_size: int | None = None  # resize images to this size (None: the dataset's own)
     channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the dataset's own
     data_shape: list[int] | None = None  # shape of one sample, filled in from the data
+    num_classes: int | None = None  # classes of a labelled dataset (0 if unlabelled), filled in from the data
 
     # objective
     loss: str = "nonsaturating"  # a key of gankit.losses.LOSSES
     gp_weight: float = 0.0  # λ of the WGAN-GP gradient penalty; 0 disables it
     clip: float = 0.0  # WGAN weight clipping to [-clip, clip] after each D step; 0 disables it
     n_critic: int = 1  # D (critic) updates per G update
+
+    # semi-supervised classification: set labels_per_class or label_rate (recipes ssgan, improved-gan)
+    labels_per_class: int = 0  # labelled training images per class (a balanced subset)
+    label_rate: float = 0.0  # or: this fraction of the training split is labelled (e.g. 0.2)
+    data_seed: int = 0  # chooses the labelled subset, independently of `seed`
+    baseline: bool = False  # supervised-only: D's classifier on the labelled subset alone (no G, no unlabelled data)
+    unsup_weight: float = 1.0  # weight of D's unsupervised real/fake term
+    fm_weight: float = 1.0  # weight of feature matching in G's loss
+    g_gan_weight: float = 0.0  # weight of the non-saturating term -log P(real | G(z)) in G's loss
+    init_batch: int = 0  # images for the data-dependent initialisation of a weight-normalised D; 0: none
+    ema: float = 0.0  # decay of an exponential moving average of D's weights, used for testing; 0: none
 
     # optimisation
     optimizer: str = "adam"  # adam | rmsprop (WGAN)
@@ -63,6 +75,7 @@ class Config:
     log_every: int = 50  # steps between stats.jsonl lines (the only host syncs of the loop)
     eval_every: int = 0  # steps between evaluations (fid, is, modes) into metrics.jsonl; 0: none
     eval_samples: int = 2000  # generated images per evaluation during training
+    eval_metrics: list[str] = field(default_factory=lambda: ["fid", "is", "modes"])  # also: pr, accuracy (test split)
     tensorboard: bool = False  # also log scalars, metrics and grids to RUN/tensorboard (pip install tensorboard)
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
@@ -108,9 +121,16 @@ def parse_value(key: str, text: str) -> Any:
             return [int(v) for v in text.split(",")]
         if kind.startswith("list[float]"):
             return [float(v) for v in text.split(",")]
+        if kind.startswith("list[str]"):
+            return [v.strip() for v in text.split(",") if v.strip()]
         return text
     except ValueError:
         raise GankitError(f"--set {key}={text}: expected {kind}") from None
+
+
+def is_semi_supervised(cfg: Config) -> bool:
+    """A run with a labelled subset trains D as a classifier (gankit.semi)."""
+    return bool(cfg.labels_per_class or cfg.label_rate)
 
 
 def validate(cfg: Config) -> None:
@@ -141,6 +161,24 @@ def validate(cfg: Config) -> None:
     need(cfg.precision in ("bf16", "fp32"), f"precision={cfg.precision!r}: expected bf16 or fp32")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
     need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
+    need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")
+    need(0 <= cfg.label_rate <= 1, f"label_rate={cfg.label_rate}: must be in [0, 1]")
+    need(not (cfg.labels_per_class and cfg.label_rate),
+         f"labels_per_class={cfg.labels_per_class} and label_rate={cfg.label_rate}: give one or the other")
+    need(not cfg.baseline or is_semi_supervised(cfg),
+         "baseline=true: the supervised baseline needs a labelled subset (labels_per_class or label_rate)")
+    need(not is_semi_supervised(cfg) or cfg.dataset in ("mnist", "fashion-mnist"),
+         f"labels_per_class/label_rate: semi-supervised training needs a labelled dataset (mnist, fashion-mnist), "
+         f"not {cfg.dataset}")
+    for name in ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch"):
+        need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
+    need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
+    known = ("fid", "is", "pr", "modes", "accuracy")
+    bad = [m for m in cfg.eval_metrics if m not in known]
+    need(not bad and bool(cfg.eval_metrics), f"eval_metrics={','.join(cfg.eval_metrics)}: expected some of "
+         f"{', '.join(known)}")
+    need(not cfg.eval_every or "accuracy" not in cfg.eval_metrics or is_semi_supervised(cfg),
+         "eval_metrics=accuracy: test accuracy needs a semi-supervised run (set labels_per_class or label_rate)")
     need(not cfg.eval_every or cfg.dataset in ("mnist", "fashion-mnist"),
          f"--eval-every: the metrics need an evaluator network, which gankit has for mnist and fashion-mnist, "
          f"not {cfg.dataset}")

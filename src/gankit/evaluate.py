@@ -11,6 +11,8 @@ Metrics, by the name given in `metrics` -> the keys they add to the result:
     pr             improved precision and recall, k = 3 (Kynkäänniemi et al.)    -> precision, recall
     modes          classes holding >= 1% of the samples, KL(histogram || uniform) -> modes, modes_kl
     fid_inception  the standard FID with TF-Inception features (slow on a CPU)  -> fid_inception
+    accuracy       a semi-supervised run's classifier on the whole test split     -> test_acc, test_errors
+                   (evaluate_run only: it scores the run's D, not generated images)
 
 Every metric compares num_samples generated images with num_samples images of the test split (a
 fixed seeded subset), and every key also comes as KEY_floor: the same metric with num_samples
@@ -44,7 +46,7 @@ from gankit.run import save_atomic
 from gankit.sample import load_generator
 from gankit.train import pick_device, sample_noise
 
-METRICS = ("fid", "is", "pr", "modes", "fid_inception")
+METRICS = ("fid", "is", "pr", "modes", "fid_inception", "accuracy")
 DEFAULT_METRICS = ("fid", "is", "pr", "modes")
 EVALUATOR_METRICS = {"fid", "is", "pr", "modes"}
 K_NEAREST = 3  # precision/recall neighbourhood size, as in Kynkäänniemi et al.
@@ -67,6 +69,9 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     and their _floor twins (see the module docstring).
     """
     names = _parse_metrics(metrics)
+    if "accuracy" in names:
+        raise GankitError("evaluate: accuracy scores a semi-supervised run's classifier, not images; "
+                          "use evaluate_run (gankit eval RUN)")
     if dataset not in DATASETS:
         raise GankitError(f"evaluate: no evaluator for dataset {dataset!r}: supported are {', '.join(DATASETS)} "
                           f"(for 2-D toy sets use gankit.metrics.mode_coverage)")
@@ -111,14 +116,34 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     return result
 
 
-def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | str = DEFAULT_METRICS,
+def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | str | None = None,
                  num_samples: int = 10_000, device: str = "cpu", seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, *, dataset: str | None = None,
                  evaluator: Evaluator | None = None, batch_size: int = 500) -> dict[str, Any]:
-    """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`)."""
+    """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`);
+    "accuracy" tests a semi-supervised run's classifier on the test split. metrics=None: the
+    default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline)."""
+    from gankit.config import is_semi_supervised
+    from gankit.semi import load_classifier, load_test_split
+    from gankit.metrics.accuracy import classifier_accuracy
+
     G, cfg = load_generator(run_or_checkpoint, device)
-    return evaluate((G, cfg), dataset or cfg.dataset, metrics, num_samples, device, seed, cache_dir, progress,
-                    evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size)
+    if metrics is None:
+        metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
+            else DEFAULT_METRICS
+    names = _parse_metrics(metrics)
+    result: dict[str, Any] = {}
+    if "accuracy" in names:
+        if not is_semi_supervised(cfg):
+            raise GankitError(f"{run_or_checkpoint}: accuracy needs a semi-supervised run (recipes ssgan, improved-gan); "
+                              f"this one trained {cfg.recipe} without labels")
+        D = load_classifier(run_or_checkpoint, device)
+        result.update({"dataset": cfg.dataset, **classifier_accuracy(D, *load_test_split(cfg))})
+        names.remove("accuracy")
+    if names:
+        result = {**evaluate((G, cfg), dataset or cfg.dataset, names, num_samples, device, seed, cache_dir, progress,
+                             evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size), **result}
+    return result
 
 
 def default_cache_dir() -> Path:

@@ -8,7 +8,11 @@ objective and the log-sigmoid terms are computed stably.
 
 References: Goodfellow et al. 2014 (minimax, non-saturating), Mao et al. 2017 (least squares),
 Arjovsky et al. 2017 (Wasserstein, weight clipping), Gulrajani et al. 2017 (gradient penalty),
-Lim & Ye 2017 / Miyato et al. 2018 (hinge).
+Lim & Ye 2017 / Miyato et al. 2018 (hinge), Salimans et al. 2016 (semi-supervised K+1 classes,
+feature matching).
+
+Semi-supervised discriminators return K+1 logits per image, the last one for "fake"
+(gankit.nets.ssl); their terms are the functions under "Semi-supervised" below.
 """
 
 from __future__ import annotations
@@ -72,6 +76,36 @@ LOSSES = {
 
 # Objectives whose D output is a probability logit, so σ(D(x)) is worth logging as "D(x)".
 PROBABILITY_LOSSES = {"minimax", "nonsaturating", "mse_sigmoid"}
+
+
+# ---------------------------------------------------------------- semi-supervised (K+1 classes)
+
+def real_logit(logits: Tensor) -> Tensor:
+    """The logit of P(real | x) from K+1 logits l (fake last): log Σ_k exp(l_k) - l_fake.
+
+    With the fake logit fixed at 0 this is log Z(x), so σ(real_logit) = Z / (Z + 1) (Salimans et al.)."""
+    return torch.logsumexp(logits[:, :-1], dim=1) - logits[:, -1]
+
+
+def ssl_supervised(logits: Tensor, y: Tensor) -> Tensor:
+    """Cross-entropy of the true class among the K real classes: -log p(y | x, real)."""
+    return F.cross_entropy(logits[:, :-1], y)
+
+
+def ssl_unsupervised(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
+    """D's real/fake term: -log P(real | x) on unlabelled images - log P(fake | G(z)) on generated ones,
+    i.e. the GAN discriminator loss on real_logit."""
+    return F.softplus(-real_logit(logits_real)).mean() + F.softplus(real_logit(logits_fake)).mean()
+
+
+def ssl_generator(logits_fake: Tensor) -> Tensor:
+    """The non-saturating G term for a K+1 discriminator: -log P(real | G(z))."""
+    return F.softplus(-real_logit(logits_fake)).mean()
+
+
+def feature_matching(h_real: Tensor, h_fake: Tensor) -> Tensor:
+    """G's feature-matching loss: mean over units of (E[f(x)] - E[f(G(z))])², batch means of a D feature."""
+    return (h_real.mean(0) - h_fake.mean(0)).pow(2).mean()
 
 
 def gradient_penalty(D, x_real: Tensor, x_fake: Tensor) -> Tensor:

@@ -21,13 +21,14 @@ import torch
 
 from gankit import data as datasets
 from gankit import distributed
-from gankit.config import Config, validate
+from gankit.config import Config, is_semi_supervised, validate
 from gankit.errors import GankitError
 from gankit.images import make_grid, save_grid, save_points
 from gankit.losses import LOSSES, PROBABILITY_LOSSES, clip_weights, gradient_penalty
 from gankit.monitor import Monitor, TrainingDiverged, tensorboard_writer  # noqa: F401  (TrainingDiverged is part of the API)
 from gankit.recipes import get as get_recipe
 from gankit.run import RunDir, load_checkpoint
+from gankit.semi import SemiSupervised
 
 
 def pick_device(name: str, world: distributed.World = distributed.World()) -> torch.device:
@@ -78,6 +79,11 @@ def mixes_samples(net: torch.nn.Module) -> bool:
 def build(cfg: Config, device: torch.device):
     """Networks and optimisers for a resolved config (data_shape must be set)."""
     G, D = get_recipe(cfg.recipe).nets(cfg)
+    if is_semi_supervised(cfg) and not hasattr(D, "head"):
+        raise GankitError(f"labels_per_class/label_rate: recipe {cfg.recipe} has no class logits in its "
+                          f"discriminator; semi-supervised training needs recipe ssgan or improved-gan")
+    if hasattr(D, "head") and not is_semi_supervised(cfg):
+        raise GankitError(f"recipe {cfg.recipe} trains a classifier: set labels_per_class or label_rate")
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = (net.to(memory_format=torch.channels_last) if _is_conv(net) else net for net in (G, D))
@@ -169,7 +175,7 @@ def load_data(cfg: Config) -> datasets.Dataset:
     """Load the training split into memory and record the sample shape in cfg.data_shape."""
     data = datasets.load(cfg.dataset, "train", data_dir=cfg.data_dir, image_size=cfg.image_size,
                          channels=cfg.channels, download=cfg.download, seed=cfg.seed)
-    cfg.data_shape = list(data.x.shape[1:])
+    cfg.data_shape, cfg.num_classes = list(data.x.shape[1:]), len(data.classes)
     return data
 
 
@@ -218,7 +224,8 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         raise GankitError(f"dataset {cfg.dataset} has {data.x.shape[0]} samples, fewer than global batch x n_critic "
                           f"= {cfg.global_batch_size * cfg.n_critic}")
     num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
-    if cfg.eval_every:  # fail now, not at the first evaluation, if the evaluator weights are missing
+    gan_metrics = [m for m in cfg.eval_metrics if m != "accuracy"] if cfg.eval_every else []
+    if gan_metrics:  # fail now, not at the first evaluation, if the evaluator weights are missing
         from gankit.metrics.evaluator import Evaluator
 
         distributed.first(lambda: Evaluator.load(cfg.dataset, "cpu"), world)
@@ -243,10 +250,6 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
             raise GankitError(f"--resume {cfg.out}: already at step {step} of {num_steps}; pass a larger --steps or --epochs")
         distributed.first(lambda: (run.truncate_stats(step), run.config.write_text(cfg.to_json() + "\n")), world)
 
-    if progress and world.main:
-        print(f"gankit: {cfg.recipe} on {cfg.dataset} ({data.x.shape[0]} x {cfg.data_shape}), steps {step}->{num_steps} "
-              f"({num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
-              f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}", file=sys.stderr)
     images = data.kind == "image"
     x_all = data.x.to(device)  # uint8 images (or float points) resident on the device
     if images and cfg.channels_last:
@@ -258,14 +261,27 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     joint = not mixes_samples(D)  # D may see real and fake in one batch
     G_run, D_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
 
-    def real_batch(b: int) -> torch.Tensor:
-        x = x_all[batches(b)]
+    def to_float(x: torch.Tensor) -> torch.Tensor:
         return x.float().div_(127.5).sub_(1.0) if images else x  # uint8 -> [-1, 1] on the device
+
+    def real_batch(b: int) -> torch.Tensor:
+        return to_float(x_all[batches(b)])
+
+    ssl = SemiSupervised(cfg, data, x_all, to_float, device, world, D, joint) if is_semi_supervised(cfg) else None
+    if ssl and resume_from:
+        ssl.load_state_dict(resume_from)
+    elif ssl:
+        ssl.init_weights(D)
+    if progress and world.main:
+        print(f"gankit: {cfg.recipe} on {cfg.dataset} ({data.x.shape[0]} x {cfg.data_shape}"
+              f"{f', {len(ssl.labelled)} labelled' if ssl else ''}), steps {step}->{num_steps} "
+              f"({num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
+              f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}", file=sys.stderr)
 
     tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
 
     def save_samples(at: int) -> None:
-        if world.main:
+        if world.main and not cfg.baseline:  # the baseline trains no G
             G.eval()
             with torch.no_grad(), amp:
                 x = G(fixed_z).float()
@@ -284,30 +300,36 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         if world.main:
             run.save_checkpoint({"format": 1, "step": at, "elapsed_s": log.seconds(), "G": G.state_dict(),
                                  "D": D.state_dict(), "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                                 "rng": rng, "config": cfg.to_dict()}, best=best)
+                                 "rng": rng, "config": cfg.to_dict(), **(ssl.state_dict() if ssl else {})}, best=best)
         if not best:
             log.last_checkpoint = at
 
-    best_fid = min((r["fid"] for r in run.read_stats(run.metrics)), default=float("inf")) if resume_from else float("inf")
+    best_fid = min((r["fid"] for r in run.read_stats(run.metrics) if "fid" in r), default=float("inf")) \
+        if resume_from else float("inf")
 
     def evaluate_now(at: int) -> None:
-        """Cheap metrics of the current G into metrics.jsonl; keep the checkpoint with the best fid."""
+        """Cheap metrics of the current G (and test accuracy of a classifier) into metrics.jsonl;
+        keep the checkpoint with the best fid."""
         nonlocal best_fid
         row = None
         if world.main:
             from gankit.evaluate import evaluate
 
-            G.eval()
-            m = evaluate((G, cfg), cfg.dataset, ("fid", "is", "modes"), cfg.eval_samples, device=str(device),
-                         seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
-            G.train()
-            row = {"step": at, **{k: v for k, v in m.items() if isinstance(v, (int, float))}}
+            row = {"step": at}
+            if gan_metrics:
+                G.eval()
+                m = evaluate((G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(device),
+                             seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
+                G.train()
+                row.update({k: v for k, v in m.items() if isinstance(v, (int, float))})
+            if ssl and "accuracy" in cfg.eval_metrics:
+                row.update(ssl.test(D))
             run.append_metrics(row)
             for k, v in row.items():
                 if tb and k != "step":
                     tb.add_scalar(f"eval/{k}", v, at)
         row = distributed.share(row, world)
-        if row["fid"] < best_fid:
+        if row.get("fid", best_fid) < best_fid:
             best_fid = row["fid"]
             checkpoint(at, best=True)
 
@@ -318,8 +340,11 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         save_samples(0)
     with stop_on_interrupt() as stop:
         while step < num_steps and not stop.requested:
-            stats = train_step(G_run, D_run, G, opt_g, opt_d, cfg,
-                               [real_batch(step * cfg.n_critic + i) for i in range(cfg.n_critic)], amp, world, joint)
+            if ssl:
+                stats = ssl.train_step(G_run, D_run, G, opt_g, opt_d, cfg, step, real_batch, amp, world)
+            else:
+                stats = train_step(G_run, D_run, G, opt_g, opt_d, cfg,
+                                   [real_batch(step * cfg.n_critic + i) for i in range(cfg.n_critic)], amp, world, joint)
             step += 1
             log.add(stats)
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or step == num_steps:
@@ -341,6 +366,11 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     summary = {"run": str(run.path), "steps": step, "wall_s": round(log.seconds(), 1),
                "images_per_s": round((step - start) * cfg.global_batch_size * cfg.n_critic / session_s, 1),
                "final": run.read_stats()[-1] if world.main and run.stats.exists() else {}}
+    evaluations = run.read_stats(run.metrics) if world.main else []
+    if evaluations:
+        summary["metrics"] = evaluations[-1]
+    if ssl:
+        summary["labelled"] = len(ssl.labelled)
     if world.size > 1:
         summary["world_size"] = world.size
         summary["rank_fingerprints"] = distributed.gather(distributed.fingerprint(G, D), world)
