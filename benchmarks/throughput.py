@@ -82,14 +82,16 @@ class TutorialMNIST(torch.utils.data.Dataset):
         return (x - 0.5) / 0.5, 0  # Normalize((0.5,), (0.5,))
 
 
-def seed_style(cfg, data, steps: int, warmup: int) -> float:
-    """images/s of the straightforward loop on the recipe's own networks and objective."""
+def seed_style(cfg, data, steps: int, warmup: int, device: str = "cpu") -> float:
+    """images/s of the straightforward loop on the recipe's own networks and objective (on a GPU:
+    nets on the device, each batch copied there as the tutorials do)."""
     from gankit.losses import LOSSES, clip_weights, gradient_penalty
     from gankit.recipes import get
     from gankit.train import sample_noise
 
     torch.manual_seed(cfg.seed)
     G, D = get(cfg.recipe).nets(cfg)
+    G, D = G.to(device), D.to(device)
     if cfg.optimizer == "rmsprop":
         opt_g, opt_d = torch.optim.RMSprop(G.parameters(), cfg.lr_g), torch.optim.RMSprop(D.parameters(), cfg.lr_d)
     else:
@@ -108,7 +110,8 @@ def seed_style(cfg, data, steps: int, warmup: int) -> float:
             except StopIteration:
                 it = iter(loader)
                 x_real, _ = next(it)
-            x_fake = G(sample_noise(cfg, cfg.batch_size))
+            x_real = x_real.to(device)
+            x_fake = G(sample_noise(cfg, cfg.batch_size, device))
             d_loss, _ = loss(D(x_real), D(x_fake.detach()))
             if cfg.gp_weight:
                 d_loss = d_loss + cfg.gp_weight * gradient_penalty(D, x_real, x_fake)
@@ -118,13 +121,15 @@ def seed_style(cfg, data, steps: int, warmup: int) -> float:
             if cfg.clip:
                 clip_weights(D, cfg.clip)
         if not cfg.share_z:
-            x_fake = G(sample_noise(cfg, cfg.batch_size))
+            x_fake = G(sample_noise(cfg, cfg.batch_size, device))
         _, g_loss = loss(torch.zeros(()), D(x_fake))  # every G loss reads D(G(z)) alone
         opt_g.zero_grad()
         g_loss.backward()
         opt_g.step()
         log.append((d_loss.item(), g_loss.item()))  # the per-step host sync of tutorial logging
         done += 1
+    if device != "cpu":
+        torch.cuda.synchronize()
     return steps * cfg.batch_size * cfg.n_critic / (time.perf_counter() - t)
 
 

@@ -167,7 +167,8 @@ def test_tensorboard_logs_scalars_and_grids(tmp_path, tiny_data):
     pytest.importorskip("tensorboard", reason="tensorboard is an optional extra (pip install tensorboard)")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    cfg = small_config("cs231n-gan", tmp_path, tensorboard=True, steps=4, log_every=2, sample_every=2)
+    cfg = small_config("cs231n-gan", tmp_path, tensorboard=True, steps=4, log_every=2, sample_every=2,
+                       checkpoint_every=4)
     train(cfg, progress=False)
     events = EventAccumulator(str(tmp_path / "cs231n-gan" / "tensorboard")).Reload()
     assert [e.step for e in events.Scalars("train/d_loss")] == [2, 4]

@@ -1,0 +1,172 @@
+"""Semi-supervised MNIST: improved-gan with 100 labels over several data seeds, ssgan with 20% of the
+labels, each beside the supervised-only baseline on the same labelled subset.
+
+    python benchmarks/ssl_mnist.py --seeds 0,1,2 --epochs 20                  # improved-gan on this CPU
+    python benchmarks/ssl_mnist.py --device cuda --jobs 8 --epochs 40 --ssgan-epochs 8
+    python benchmarks/ssl_mnist.py --device cuda --jobs 3 --resume-epochs 100    # continue those GAN runs
+    python benchmarks/ssl_mnist.py --write-doc                                # docs/results.md from all results
+
+Every run is the real CLI in a fresh process: `gankit train RECIPE --data-seed S --seed S --epochs E`
+(and the same with `--baseline`). Test errors are counted by the trainer on the whole MNIST test
+split (10,000 images) after every epoch, with the classifier the recipe tests (improved-gan: the
+moving average of D); the number reported is the one after the last epoch, never the best one
+seen, since choosing by test error would be training on the test set. Wall time is the trainer's
+own (training plus its per-epoch test). With --jobs N > 1, N runs share the device at once (for a
+GPU, whose small-batch runs leave it mostly idle), so each run's time is that of a shared device.
+Results accumulate in benchmarks/out/ssl-DEVICE.json; --write-doc rewrites the semi-supervised
+section of docs/results.md from every such file. Run one benchmark at a time on a small CPU.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recipes import machine  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "out"
+RESULTS = ROOT / "docs" / "results.md"
+BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
+REFERENCE = "93 ± 6.5 test errors (0.93%) with 100 labels (Salimans et al. 2016, Table 1; 300 epochs)"
+
+
+def gankit_train(recipe: str, seed: int, epochs: float, device: str, baseline: bool, out: Path,
+                 resume: bool = False) -> subprocess.Popen:
+    cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
+           "--epochs", str(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress"]
+    if resume:  # the run's own config, trained on to `epochs`
+        cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", str(epochs),
+               "--device", device, "--no-progress"]
+    if baseline:
+        cmd.append("--baseline")
+    print("$ gankit", " ".join(cmd[3:]), flush=True)
+    return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def collect(p: subprocess.Popen, recipe: str, seed: int, epochs: float, baseline: bool, out: Path) -> dict:
+    stdout, stderr = p.communicate()
+    if p.returncode:
+        raise SystemExit(f"{recipe} seed {seed} failed:\n{stderr[-2000:]}")
+    summary = json.loads(stdout.strip().splitlines()[-1])
+    curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    row = {"recipe": recipe, "seed": seed, "epochs": epochs, "baseline": baseline, "labelled": summary["labelled"],
+           "test_errors": curve[-1]["test_errors"], "test_acc": curve[-1]["test_acc"], "wall_s": summary["wall_s"],
+           "steps": summary["steps"], "curve": [(r["step"], r["test_errors"]) for r in curve]}
+    print(f"  {recipe}{' baseline' if baseline else ''} seed {seed}: {row['test_errors']} test errors, "
+          f"{row['wall_s']:.0f} s", flush=True)
+    return row
+
+
+def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, resume: bool = False) -> list[dict]:
+    rows, pending = [], list(plan)
+    while pending:
+        batch, pending = pending[:jobs], pending[jobs:]
+        started = []
+        for recipe, seed, epochs, baseline in batch:
+            out = OUT / f"ssl-{device.split(':')[0]}" / f"{recipe}{'-baseline' if baseline else ''}-seed{seed}"
+            started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume), recipe, seed, epochs,
+                            baseline, out))
+        rows += [collect(*s) for s in started]
+    return rows
+
+
+def mean_std(values: list[float]) -> str:
+    if len(values) == 1:
+        return f"{values[0]:.0f}"
+    return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
+
+
+def write_doc() -> None:
+    files = sorted(OUT.glob("ssl-*.json"), key=lambda f: f.stem.replace("-e", "~e"))  # a run before its resumption
+    if not files:
+        raise SystemExit("no benchmarks/out/ssl-*.json yet: run the benchmark first")
+    lines = [BEGIN, "## Semi-supervised classification (MNIST test split, 10,000 images)", "",
+             f"Published reference for improved-gan: {REFERENCE}. Test errors are counted after the last epoch "
+             "(no choice by test error); mean ± standard deviation over data seeds (each seed picks another "
+             "labelled subset and initialisation). Baseline: the same classifier trained on the same labelled "
+             "images alone (`--baseline`).", ""]
+    for f in files:
+        res = json.loads(f.read_text())
+        resumed = " (the runs above, continued)" if "--resume-epochs" in res["command"] else ""
+        lines += [f"### On {res['device']}: {res['machine']}{resumed}", "",
+                  f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
+                                                          if res["jobs"] > 1 else "") + ".", "",
+                  "| recipe | labels | epochs | seeds | GAN: test errors | baseline: test errors | wall time per run "
+                  "(GAN / baseline) |", "|---|---|---|---|---|---|---|"]
+        groups: dict[tuple, dict] = {}
+        for r in res["runs"]:
+            g = groups.setdefault((r["recipe"], r["epochs"]), {"gan": [], "base": [], "labelled": r["labelled"]})
+            g["base" if r["baseline"] else "gan"].append(r)
+        for (recipe, epochs), g in groups.items():
+            gan, base = g["gan"], g["base"]
+            errs = lambda rs: mean_std([r["test_errors"] for r in rs]) if rs else "–"  # noqa: E731
+            secs = lambda rs: f"{statistics.mean(r['wall_s'] for r in rs):.0f} s" if rs else "–"  # noqa: E731
+            lines.append(f"| `{recipe}` | {g['labelled']:,} | {epochs:g} | {', '.join(str(r['seed']) for r in gan)} | "
+                         f"**{errs(gan)}** ({', '.join(str(r['test_errors']) for r in gan)}) | {errs(base)} | "
+                         f"{secs(gan)} / {secs(base)} |")
+        for (recipe, epochs), g in groups.items():
+            if g["gan"] and len(g["gan"][0]["curve"]) > 2:
+                steps = [s for s, _ in g["gan"][0]["curve"]]
+                per_epoch = steps[0]
+                means = [statistics.mean(r["curve"][i][1] for r in g["gan"]) for i in range(len(steps))]
+                marks = sorted({0, 1, 2, 4, 9, 19, 29, 49, 99, 149, 199, 299, len(steps) - 1} & set(range(len(steps))))
+                lines += ["", f"`{recipe}` test errors during training (mean over seeds), by epoch: " +
+                          ", ".join(f"{steps[i] // per_epoch}: {means[i]:.0f}" for i in marks) + "."]
+        lines.append("")
+    notes = ROOT / "benchmarks" / "ssl-notes.md"
+    if notes.exists():
+        lines += [notes.read_text().strip(), ""]
+    lines.append(END)
+    text = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
+    if BEGIN in text:
+        text = text[:text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    RESULTS.write_text(text)
+    print(f"wrote {RESULTS}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--seeds", default="0,1,2", help="data seeds for improved-gan (comma-separated)")
+    ap.add_argument("--epochs", type=float, default=20, help="improved-gan epochs per run (the paper: 300)")
+    ap.add_argument("--ssgan-epochs", type=float, default=0, help="also run ssgan (20%% labels, data seed of the "
+                    "first --seeds) for this many epochs; 0: skip")
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--jobs", type=int, default=1, help="runs at a time (GPU only; keep 1 on a CPU)")
+    ap.add_argument("--resume-epochs", type=float, help="instead: continue the improved-gan runs (not the baselines) "
+                    "of --seeds on --device to this many epochs (gankit train --resume); -> ssl-DEVICE-eN.json")
+    ap.add_argument("--write-doc", action="store_true", help="only rewrite docs/results.md from the results so far")
+    args = ap.parse_args()
+    if args.write_doc:
+        write_doc()
+        return
+    seeds = [int(s) for s in args.seeds.split(",")]
+    plan = [("improved-gan", s, args.epochs, b) for b in (False, True) for s in seeds]
+    if args.ssgan_epochs:
+        plan += [("ssgan", seeds[0], args.ssgan_epochs, b) for b in (False, True)]
+    if args.resume_epochs:
+        plan = [("improved-gan", s, args.resume_epochs, False) for s in seeds]
+    dev = args.device.split(":")[0]
+    desc = torch.cuda.get_device_name(0) if dev == "cuda" else machine()
+    res = {"command": "python " + " ".join(["benchmarks/ssl_mnist.py", *sys.argv[1:]]), "machine": desc,
+           "device": "a GPU" if dev == "cuda" else "a CPU", "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
+           "runs": []}
+    OUT.mkdir(parents=True, exist_ok=True)
+    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs))
+    name = f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}.json"
+    (OUT / name).write_text(json.dumps(res, indent=2))
+    print(f"wrote {OUT / name}")
+
+
+if __name__ == "__main__":
+    main()
