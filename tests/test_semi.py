@@ -208,3 +208,11 @@ def test_improved_gan_learns_digits_from_100_labels(tmp_path, capsys):
     printed = dict(line.split()[:2] for line in capsys.readouterr().out.splitlines() if line.startswith("test_"))
     assert int(printed["test_errors"]) == logged["test_errors"]
     assert json.loads((run / "metrics.json").read_text())["test_errors"] == logged["test_errors"]
+
+
+def test_report_of_a_semi_supervised_run_charts_its_terms_and_test_errors(tmp_path, tiny_data):
+    from gankit.report import build_report
+
+    train(_cfg(tmp_path), progress=False)
+    page = build_report(tmp_path / "run").read_text()
+    assert "Semi-supervised terms" in page and "test_errors during training" in page

@@ -88,6 +88,9 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
         probe = [k for k in ("d_x", "d_g_z", "w_dist", "gp", "d_real", "d_fake") if k in stats[0]]
         if probe:
             charts.append(line_chart("Discriminator", steps, {k: [r.get(k) for r in stats] for k in probe}))
+        terms = [k for k in ("d_sup", "d_unsup", "g_fm", "train_acc") if k in stats[0]]
+        if terms:  # a semi-supervised run: D's classifier terms and G's feature matching
+            charts.append(line_chart("Semi-supervised terms", steps, {k: [r.get(k) for r in stats] for k in terms}))
         charts.append(line_chart("Throughput (images/s)", steps, {"images/s": [r.get("images_per_s") for r in stats]}))
     if history:
         steps = [r["step"] for r in history]
