@@ -94,8 +94,8 @@ def main() -> None:
     for name in args.recipes.split(","):
         r = one_recipe(name, args.rounds, args.warmup)
         res["recipes"].append(r)
-        print(f"{name:14s} seed-style {r['seed_style_img_s'] or float('nan'):8.0f} img/s  gankit {r['gankit_img_s']:8.0f} "
-              f"img/s  x{r['ratio'] or float('nan'):.2f}", flush=True)
+        seed, ratio = r["seed_style_img_s"] or float("nan"), r["ratio"] or float("nan")
+        print(f"{name:14s} seed-style {seed:8.0f} img/s  gankit {r['gankit_img_s']:8.0f} img/s  x{ratio:.2f}", flush=True)
         (OUT / "gpu.json").write_text(json.dumps(res, indent=2))
     if args.write_doc:
         write_doc(res)

@@ -22,5 +22,5 @@ def tiny_data(monkeypatch):
         return fake_images(256, channels or 1, image_size or 28)
 
     real_load = datasets.load
-    monkeypatch.setattr("gankit.train.datasets.load", load)
+    monkeypatch.setattr("gankit.data.load", load)
     return load

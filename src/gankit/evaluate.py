@@ -44,7 +44,7 @@ from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats
 from gankit.run import save_atomic
 from gankit.sample import load_generator
-from gankit.train import pick_device, sample_noise
+from gankit.build import pick_device, sample_noise
 
 METRICS = ("fid", "is", "pr", "modes", "fid_inception", "accuracy")
 DEFAULT_METRICS = ("fid", "is", "pr", "modes")

@@ -10,7 +10,7 @@ import torch
 from gankit.images import save_grid, save_points
 from gankit.recipes import get as get_recipe
 from gankit.run import load_checkpoint
-from gankit.train import pick_device, sample_noise
+from gankit.build import pick_device, sample_noise
 
 
 def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto"):

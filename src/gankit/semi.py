@@ -23,6 +23,7 @@ import math
 import torch
 
 from gankit import distributed
+from gankit.build import BatchIndices, pick_device, sample_noise
 from gankit.config import Config
 from gankit.data import Dataset
 from gankit.errors import GankitError
@@ -54,8 +55,6 @@ class SemiSupervised:
 
     def __init__(self, cfg: Config, data: Dataset, x_all: torch.Tensor, to_float, device: torch.device,
                  world: distributed.World, D: torch.nn.Module, joint: bool):
-        from gankit.train import BatchIndices
-
         self.cfg, self.world, self.to_float, self.joint = cfg, world, to_float, joint
         self.x_all, self.y_all = x_all, data.y.to(device)
         self.labelled = labelled_subset(data.y, cfg.labels_per_class, cfg.label_rate, cfg.data_seed)
@@ -90,8 +89,6 @@ class SemiSupervised:
 
     def train_step(self, G, D, G_params, opt_g, opt_d, cfg: Config, step: int, unl_batch, amp, world) -> dict:
         """n_critic D updates on labelled + unlabelled batches, then one G update (none for the baseline)."""
-        from gankit.train import sample_noise
-
         stats = {}
         for i in range(cfg.n_critic):
             b = step * cfg.n_critic + i
@@ -188,7 +185,6 @@ def load_classifier(run_or_checkpoint, device: str = "auto") -> torch.nn.Module:
     """The tested classifier of a semi-supervised run (its moving average of D if it kept one), in eval mode."""
     from gankit.recipes import get as get_recipe
     from gankit.run import load_checkpoint
-    from gankit.train import pick_device
 
     dev = pick_device(device)
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
