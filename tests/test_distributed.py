@@ -35,3 +35,16 @@ def test_two_processes_hold_identical_weights(tmp_path):
 
     summary = torchrun("train", "--resume", str(run), "--steps", "8", "--no-progress")
     assert summary["steps"] == 8 and summary["rank_fingerprints"][0] == summary["rank_fingerprints"][1]
+
+
+def test_semi_supervised_run_in_two_processes(tmp_path):
+    """improved-gan under torchrun: labelled batches are sharded like unlabelled ones, both ranks end
+    with the same G, D and moving average of D, and rank 0 alone logs the test errors."""
+    run = tmp_path / "ssl"
+    summary = torchrun("train", "improved-gan", "--steps", "4", "--batch-size", "20", "--out", str(run),
+                       "--no-progress", "--set", "threads=1", "--set", "eval_every=2", "--set", "init_batch=100")
+    assert summary["world_size"] == 2 and summary["labelled"] == 100
+    assert summary["rank_fingerprints"][0] == summary["rank_fingerprints"][1]
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["test_errors"] <= 10_000 for r in rows)
+    assert "D_ema" in load_checkpoint(run)
