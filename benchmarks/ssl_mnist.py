@@ -40,9 +40,11 @@ REFERENCE = "93 ± 6.5 test errors (0.93%) with 100 labels (Salimans et al. 2016
 
 
 def gankit_train(recipe: str, seed: int, epochs: float, device: str, baseline: bool, out: Path,
-                 resume: bool = False) -> subprocess.Popen:
+                 resume: bool = False, precision: str | None = None) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
            "--epochs", str(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress"]
+    if precision:
+        cmd += ["--precision", precision]
     if resume:  # the run's own config, trained on to `epochs`
         cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", str(epochs),
                "--device", device, "--no-progress"]
@@ -58,7 +60,9 @@ def collect(p: subprocess.Popen, recipe: str, seed: int, epochs: float, baseline
         raise SystemExit(f"{recipe} seed {seed} failed:\n{stderr[-2000:]}")
     summary = json.loads(stdout.strip().splitlines()[-1])
     curve = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    precision = json.loads((out / "config.json").read_text())["precision"]
     row = {"recipe": recipe, "seed": seed, "epochs": epochs, "baseline": baseline, "labelled": summary["labelled"],
+           "precision": precision,
            "test_errors": curve[-1]["test_errors"], "test_acc": curve[-1]["test_acc"], "wall_s": summary["wall_s"],
            "steps": summary["steps"], "curve": [(r["step"], r["test_errors"]) for r in curve]}
     print(f"  {recipe}{' baseline' if baseline else ''} seed {seed}: {row['test_errors']} test errors, "
@@ -66,15 +70,17 @@ def collect(p: subprocess.Popen, recipe: str, seed: int, epochs: float, baseline
     return row
 
 
-def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, resume: bool = False) -> list[dict]:
+def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, resume: bool = False,
+            precision: str | None = None) -> list[dict]:
     rows, pending = [], list(plan)
     while pending:
         batch, pending = pending[:jobs], pending[jobs:]
         started = []
         for recipe, seed, epochs, baseline in batch:
-            out = OUT / f"ssl-{device.split(':')[0]}" / f"{recipe}{'-baseline' if baseline else ''}-seed{seed}"
-            started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume), recipe, seed, epochs,
-                            baseline, out))
+            out = OUT / f"ssl-{device.split(':')[0]}" / (f"{recipe}{'-baseline' if baseline else ''}"
+                                                          f"{'-' + precision if precision else ''}-seed{seed}")
+            started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume, precision), recipe, seed,
+                            epochs, baseline, out))
         rows += [collect(*s) for s in started]
     return rows
 
@@ -100,17 +106,19 @@ def write_doc() -> None:
         lines += [f"### On {res['device']}: {res['machine']}{resumed}", "",
                   f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
                                                           if res["jobs"] > 1 else "") + ".", "",
-                  "| recipe | labels | epochs | seeds | GAN: test errors | baseline: test errors | wall time per run "
-                  "(GAN / baseline) |", "|---|---|---|---|---|---|---|"]
+                  "| recipe | labels | epochs | precision | seeds | GAN: test errors | baseline: test errors "
+                  "| wall time per run (GAN / baseline) |", "|---|---|---|---|---|---|---|---|"]
         groups: dict[tuple, dict] = {}
         for r in res["runs"]:
-            g = groups.setdefault((r["recipe"], r["epochs"]), {"gan": [], "base": [], "labelled": r["labelled"]})
+            g = groups.setdefault((r["recipe"], r["epochs"]), {"gan": [], "base": [], "labelled": r["labelled"],
+                                                               "precision": r.get("precision", "bf16")})
             g["base" if r["baseline"] else "gan"].append(r)
         for (recipe, epochs), g in groups.items():
             gan, base = g["gan"], g["base"]
             errs = lambda rs: mean_std([r["test_errors"] for r in rs]) if rs else "–"  # noqa: E731
             secs = lambda rs: f"{statistics.mean(r['wall_s'] for r in rs):.0f} s" if rs else "–"  # noqa: E731
-            lines.append(f"| `{recipe}` | {g['labelled']:,} | {epochs:g} | {', '.join(str(r['seed']) for r in gan)} | "
+            lines.append(f"| `{recipe}` | {g['labelled']:,} | {epochs:g} | {g['precision']} | "
+                         f"{', '.join(str(r['seed']) for r in gan)} | "
                          f"**{errs(gan)}** ({', '.join(str(r['test_errors']) for r in gan)}) | {errs(base)} | "
                          f"{secs(gan)} / {secs(base)} |")
         for (recipe, epochs), g in groups.items():
@@ -143,6 +151,9 @@ def main() -> None:
                     "first --seeds) for this many epochs; 0: skip")
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (GPU only; keep 1 on a CPU)")
+    ap.add_argument("--precision", choices=["bf16", "fp32"], help="train in this precision instead of the "
+                    "recipes' own (results -> ssl-DEVICE-PRECISION.json)")
+    ap.add_argument("--no-baseline", action="store_true", help="skip the supervised baselines")
     ap.add_argument("--resume-epochs", type=float, help="instead: continue the improved-gan runs (not the baselines) "
                     "of --seeds on --device to this many epochs (gankit train --resume); -> ssl-DEVICE-eN.json")
     ap.add_argument("--write-doc", action="store_true", help="only rewrite docs/results.md from the results so far")
@@ -151,9 +162,10 @@ def main() -> None:
         write_doc()
         return
     seeds = [int(s) for s in args.seeds.split(",")]
-    plan = [("improved-gan", s, args.epochs, b) for b in (False, True) for s in seeds]
+    variants = (False,) if args.no_baseline else (False, True)
+    plan = [("improved-gan", s, args.epochs, b) for b in variants for s in seeds]
     if args.ssgan_epochs:
-        plan += [("ssgan", seeds[0], args.ssgan_epochs, b) for b in (False, True)]
+        plan += [("ssgan", seeds[0], args.ssgan_epochs, b) for b in variants]
     if args.resume_epochs:
         plan = [("improved-gan", s, args.resume_epochs, False) for s in seeds]
     dev = args.device.split(":")[0]
@@ -162,8 +174,9 @@ def main() -> None:
            "device": "a GPU" if dev == "cuda" else "a CPU", "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
            "runs": []}
     OUT.mkdir(parents=True, exist_ok=True)
-    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs))
-    name = f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}.json"
+    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision)
+    name = (f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}"
+            f"{f'-{args.precision}' if args.precision else ''}.json")
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"wrote {OUT / name}")
 
