@@ -40,11 +40,13 @@ REFERENCE = "93 ± 6.5 test errors (0.93%) with 100 labels (Salimans et al. 2016
 
 
 def gankit_train(recipe: str, seed: int, epochs: float, device: str, baseline: bool, out: Path,
-                 resume: bool = False, precision: str | None = None) -> subprocess.Popen:
+                 resume: bool = False, precision: str | None = None, sets: tuple[str, ...] = ()) -> subprocess.Popen:
     cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
            "--epochs", str(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress"]
     if precision:
         cmd += ["--precision", precision]
+    for item in sets:
+        cmd += ["--set", item]
     if resume:  # the run's own config, trained on to `epochs`
         cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", str(epochs),
                "--device", device, "--no-progress"]
@@ -71,16 +73,16 @@ def collect(p: subprocess.Popen, recipe: str, seed: int, epochs: float, baseline
 
 
 def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, resume: bool = False,
-            precision: str | None = None) -> list[dict]:
+            precision: str | None = None, sets: tuple[str, ...] = (), tag: str = "") -> list[dict]:
     rows, pending = [], list(plan)
     while pending:
         batch, pending = pending[:jobs], pending[jobs:]
         started = []
         for recipe, seed, epochs, baseline in batch:
             out = OUT / f"ssl-{device.split(':')[0]}" / (f"{recipe}{'-baseline' if baseline else ''}"
-                                                          f"{'-' + precision if precision else ''}-seed{seed}")
-            started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume, precision), recipe, seed,
-                            epochs, baseline, out))
+                                                          f"{'-' + tag if tag else ''}-seed{seed}")
+            started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume, precision, sets), recipe,
+                            seed, epochs, baseline, out))
         rows += [collect(*s) for s in started]
     return rows
 
@@ -103,6 +105,7 @@ def write_doc() -> None:
     for f in files:
         res = json.loads(f.read_text())
         resumed = " (the runs above, continued)" if "--resume-epochs" in res["command"] else ""
+        resumed += f", with {', '.join(res['settings'])}" if res.get("settings") else ""
         lines += [f"### On {res['device']}: {res['machine']}{resumed}", "",
                   f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
                                                           if res["jobs"] > 1 else "") + ".", "",
@@ -153,6 +156,9 @@ def main() -> None:
     ap.add_argument("--jobs", type=int, default=1, help="runs at a time (GPU only; keep 1 on a CPU)")
     ap.add_argument("--precision", choices=["bf16", "fp32"], help="train in this precision instead of the "
                     "recipes' own (results -> ssl-DEVICE-PRECISION.json)")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="a config override for every run, e.g. --set adam_eps=1e-4 (results -> ssl-DEVICE-TAG.json)")
+    ap.add_argument("--tag", help="name of the variant that --set makes (default: its keys)")
     ap.add_argument("--no-baseline", action="store_true", help="skip the supervised baselines")
     ap.add_argument("--resume-epochs", type=float, help="instead: continue the improved-gan runs (not the baselines) "
                     "of --seeds on --device to this many epochs (gankit train --resume); -> ssl-DEVICE-eN.json")
@@ -174,9 +180,11 @@ def main() -> None:
            "device": "a GPU" if dev == "cuda" else "a CPU", "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
            "runs": []}
     OUT.mkdir(parents=True, exist_ok=True)
-    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision)
-    name = (f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}"
-            f"{f'-{args.precision}' if args.precision else ''}.json")
+    tag = "-".join(filter(None, [args.precision, args.tag or "-".join(i.partition("=")[0] for i in args.set)]))
+    res["settings"] = args.set
+    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision,
+                          sets=tuple(args.set), tag=tag)
+    name = f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}{f'-{tag}' if tag else ''}.json"
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"wrote {OUT / name}")
 

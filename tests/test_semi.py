@@ -217,3 +217,13 @@ def test_report_of_a_semi_supervised_run_charts_its_terms_and_test_errors(tmp_pa
     train(_cfg(tmp_path), progress=False)
     page = build_report(tmp_path / "run").read_text()
     assert "Semi-supervised terms" in page and "test_errors during training" in page
+
+
+def test_adam_eps_reaches_the_optimisers_and_is_checked():
+    from gankit.build import make_optimizer
+    from gankit.config import validate
+
+    cfg = RECIPES["improved-gan"].config(adam_eps=1e-4)
+    assert make_optimizer(cfg, torch.nn.Linear(2, 2), 1e-3, [0.5, 0.999]).param_groups[0]["eps"] == 1e-4
+    with pytest.raises(GankitError, match="adam_eps=0.0"):
+        validate(RECIPES["improved-gan"].config(adam_eps=0.0))

@@ -47,7 +47,7 @@ def sample_noise(cfg: Config, n: int, device: torch.device | str = "cpu",
 def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float]) -> torch.optim.Optimizer:
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True)
-    return torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), fused=True)
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), eps=cfg.adam_eps, fused=True)
 
 
 def _is_conv(net: torch.nn.Module) -> bool:

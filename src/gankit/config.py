@@ -49,6 +49,7 @@ class Config:
     lr_d: float = 2e-4  # discriminator learning rate
     betas_g: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of G
     betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of D
+    adam_eps: float = 1e-8  # Adam's ε (added to the root of the second moment, as in torch.optim.Adam)
     batch_size: int = 128  # real images per D step
 
     # noise
@@ -147,7 +148,7 @@ def validate(cfg: Config) -> None:
          f"noise={cfg.noise!r}: expected normal, uniform or uniform_signed")
     for name in ("batch_size", "noise_dim", "n_critic", "log_every", "sample_every", "checkpoint_every", "grid_size"):
         need(getattr(cfg, name) >= 1, f"{name}={getattr(cfg, name)}: must be at least 1")
-    for name in ("lr_g", "lr_d"):
+    for name in ("lr_g", "lr_d", "adam_eps"):
         need(getattr(cfg, name) > 0, f"{name}={getattr(cfg, name)}: must be positive")
     for name in ("gp_weight", "clip"):
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0 disables it)")
