@@ -41,17 +41,14 @@ REFERENCE = "93 ± 6.5 test errors (0.93%) with 100 labels (Salimans et al. 2016
 
 def gankit_train(recipe: str, seed: int, epochs: float, device: str, baseline: bool, out: Path,
                  resume: bool = False, precision: str | None = None, sets: tuple[str, ...] = ()) -> subprocess.Popen:
-    cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
-           "--epochs", str(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress"]
-    if precision:
-        cmd += ["--precision", precision]
-    for item in sets:
-        cmd += ["--set", item]
-    if resume:  # the run's own config, trained on to `epochs`
+    if resume:  # the run's own config (precision and settings included), trained on to `epochs`
         cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", str(epochs),
                "--device", device, "--no-progress"]
-    if baseline:
-        cmd.append("--baseline")
+    else:
+        cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
+               "--epochs", str(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress",
+               *(["--precision", precision] if precision else []), *(a for item in sets for a in ("--set", item)),
+               *(["--baseline"] if baseline else [])]
     print("$ gankit", " ".join(cmd[3:]), flush=True)
     return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 

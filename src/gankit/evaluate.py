@@ -43,7 +43,7 @@ from gankit.metrics.modes import class_coverage
 from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats
 from gankit.run import save_atomic
-from gankit.sample import load_generator
+from gankit.sample import load_networks
 from gankit.build import pick_device, sample_noise
 
 METRICS = ("fid", "is", "pr", "modes", "fid_inception", "accuracy")
@@ -124,10 +124,10 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     "accuracy" tests a semi-supervised run's classifier on the test split. metrics=None: the
     default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline)."""
     from gankit.config import is_semi_supervised
-    from gankit.semi import load_classifier, load_test_split
     from gankit.metrics.accuracy import classifier_accuracy
+    from gankit.semi import load_test_split
 
-    G, cfg = load_generator(run_or_checkpoint, device)
+    G, D, cfg = load_networks(run_or_checkpoint, device)  # D: the tested weights (a moving average if kept)
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
             else DEFAULT_METRICS
@@ -137,7 +137,6 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
         if not is_semi_supervised(cfg):
             raise GankitError(f"{run_or_checkpoint}: accuracy needs a semi-supervised run (recipes ssgan, improved-gan); "
                               f"this one trained {cfg.recipe} without labels")
-        D = load_classifier(run_or_checkpoint, device)
         result.update({"dataset": cfg.dataset, **classifier_accuracy(D, *load_test_split(cfg))})
         names.remove("accuracy")
     if names:

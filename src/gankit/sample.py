@@ -13,14 +13,22 @@ from gankit.run import load_checkpoint
 from gankit.build import pick_device, sample_noise
 
 
-def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
-    """-> (G in eval mode on `device`, its Config)."""
+def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
+    """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. D carries the
+    weights that are tested: the moving average of D's weights where the run kept one."""
     dev = pick_device(device)
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
     cfg = state["config"]
-    G, _ = get_recipe(cfg.recipe).nets(cfg)
+    G, D = get_recipe(cfg.recipe).nets(cfg)
     G.load_state_dict(state["G"])
-    return G.to(dev).eval(), cfg
+    D.load_state_dict(state.get("D_ema", state["D"]))
+    return G.to(dev).eval(), D.to(dev).eval(), cfg
+
+
+def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
+    """-> (G in eval mode on `device`, its Config)."""
+    G, _, cfg = load_networks(run_or_checkpoint, device)
+    return G, cfg
 
 
 @torch.no_grad()

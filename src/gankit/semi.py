@@ -23,7 +23,7 @@ import math
 import torch
 
 from gankit import distributed
-from gankit.build import BatchIndices, pick_device, sample_noise
+from gankit.build import BatchIndices, sample_noise
 from gankit.config import Config
 from gankit.data import Dataset
 from gankit.errors import GankitError
@@ -87,27 +87,28 @@ class SemiSupervised:
 
     # ---------------------------------------------------------------- training
 
-    def train_step(self, G, D, G_params, opt_g, opt_d, cfg: Config, step: int, unl_batch, amp, world) -> dict:
+    def train_step(self, G, D, G_params, opt_g, opt_d, step: int, unl_batch, amp) -> dict:
         """n_critic D updates on labelled + unlabelled batches, then one G update (none for the baseline)."""
-        stats = {}
+        cfg, stats = self.cfg, {}
         for i in range(cfg.n_critic):
             b = step * cfg.n_critic + i
             ids = self.pool[self.lab_batches(b)]
             x_lab, y_lab = self.to_float(self.x_all[ids]), self.y_all[ids]
             x_unl = None if cfg.baseline else unl_batch(b)
             z = None if cfg.baseline else sample_noise(cfg, x_unl.shape[0], x_unl.device)
-            s = self.d_step(G, D, opt_d, cfg, x_lab, y_lab, x_unl, z, amp, world, b)
+            s = self.d_step(G, D, opt_d, x_lab, y_lab, x_unl, z, amp, b)
             for k, v in s.items():
                 stats[k] = stats.get(k, 0) + v.detach() / cfg.n_critic
         if not cfg.baseline:
             x_unl2 = self.to_float(self.x_all[self.unl_batches(step)])
             z = sample_noise(cfg, x_unl2.shape[0], x_unl2.device)
-            stats.update(self.g_step(G, D, G_params, opt_g, cfg, x_unl2, z, amp, world))
+            stats.update(self.g_step(G, D, G_params, opt_g, x_unl2, z, amp))
         return stats
 
-    def d_step(self, G, D, opt_d, cfg: Config, x_lab, y_lab, x_unl, z, amp, world, update: int = 0) -> dict:
+    def d_step(self, G, D, opt_d, x_lab, y_lab, x_unl, z, amp, update: int = 0) -> dict:
         """(1) Update D: -log p(y | x, real) on labelled images + unsup_weight · (-log P(real | x) on
         unlabelled images - log P(fake | G(z)) on generated ones)."""
+        cfg = self.cfg
         with amp:
             if cfg.baseline:
                 l_lab = D(x_lab).float()
@@ -129,16 +130,17 @@ class SemiSupervised:
                          "d_g_z": torch.sigmoid(real_logit(l_fake)).mean()}
         opt_d.zero_grad(set_to_none=True)
         d_loss.backward()
-        distributed.average_gradients(D, world)
+        distributed.average_gradients(D, self.world)
         opt_d.step()
         if self.D_ema is not None:
             update_ema(self.D_ema, D, min(cfg.ema, (1 + update) / (10 + update)))
         train_acc = (l_lab[:, :-1].argmax(1) == y_lab).float().mean()
         return {"d_loss": d_loss, "d_sup": d_sup, **extra, "train_acc": train_acc}
 
-    def g_step(self, G, D, G_params, opt_g, cfg: Config, x_real, z, amp, world) -> dict:
+    def g_step(self, G, D, G_params, opt_g, x_real, z, amp) -> dict:
         """(2) Update G: fm_weight · ‖E f(x) - E f(G(z))‖² over D's feature f (+ g_gan_weight ·
         -log P(real | G(z))). D is frozen meanwhile."""
+        cfg = self.cfg
         D.requires_grad_(False)
         with amp:
             with torch.no_grad():
@@ -150,7 +152,7 @@ class SemiSupervised:
                 g_loss = g_loss + cfg.g_gan_weight * ssl_generator(D.head(h_fake).float())
         opt_g.zero_grad(set_to_none=True)
         g_loss.backward()
-        distributed.average_gradients(G_params, world)
+        distributed.average_gradients(G_params, self.world)
         opt_g.step()
         D.requires_grad_(True)
         return {"g_loss": g_loss, "g_fm": g_fm}
@@ -183,15 +185,9 @@ def update_ema(D_ema: torch.nn.Module, D: torch.nn.Module, decay: float) -> None
 
 def load_classifier(run_or_checkpoint, device: str = "auto") -> torch.nn.Module:
     """The tested classifier of a semi-supervised run (its moving average of D if it kept one), in eval mode."""
-    from gankit.recipes import get as get_recipe
-    from gankit.run import load_checkpoint
+    from gankit.sample import load_networks
 
-    dev = pick_device(device)
-    state = load_checkpoint(run_or_checkpoint, map_location=dev)
-    cfg = state["config"]
-    _, D = get_recipe(cfg.recipe).nets(cfg)
-    D.load_state_dict(state.get("D_ema", state["D"]))
-    return D.to(dev).eval()
+    return load_networks(run_or_checkpoint, device)[1]
 
 
 def load_test_split(cfg: Config) -> tuple[torch.Tensor, torch.Tensor]:

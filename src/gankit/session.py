@@ -76,7 +76,10 @@ class Session:
         self.ssl = None
         if is_semi_supervised(cfg):
             self.ssl = SemiSupervised(cfg, data, self.x_all, self.to_float, device, world, D, self.joint)
-            self.ssl.load_state_dict(resume_from) if resume_from else self.ssl.init_weights(D)
+            if resume_from:
+                self.ssl.load_state_dict(resume_from)
+            else:
+                self.ssl.init_weights(D)
         if progress and world.main:
             print(f"gankit: {cfg.recipe} on {cfg.dataset} ({data.x.shape[0]} x {cfg.data_shape}"
                   f"{f', {len(self.ssl.labelled)} labelled' if self.ssl else ''}), steps {self.step}->{self.num_steps} "

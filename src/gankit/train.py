@@ -129,8 +129,7 @@ def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.requested:
             if ssl:  # (1) D learns the classes and real vs fake, (2) G matches D's features
-                stats = ssl.train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, cfg, s.step, s.real_batch, s.amp,
-                                       world)
+                stats = ssl.train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, s.step, s.real_batch, s.amp)
             else:  # (1) n_critic D updates, (2) one G update
                 x_reals = [s.real_batch(s.step * cfg.n_critic + i) for i in range(cfg.n_critic)]
                 stats = train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, cfg, x_reals, s.amp, world, s.joint)
