@@ -137,13 +137,26 @@ def test_mode_coverage_counts():
     assert cov == {"modes": 1, "of": 3, "high_quality": 0.5}
 
 
-def test_bf16_autocast_is_on_by_default_and_fp32_by_flag(tmp_path, tiny_data):
+def test_precision_auto_is_resolved_and_recorded(tmp_path, tiny_data, capsys):
+    from gankit.hardware import resolve_precision
+
+    assert RECIPES["cs231n-dcgan"].config().precision == "auto"
+    assert RECIPES["toy"].config().precision == "fp32"  # needs float32 for its accuracy, on any hardware
+    cfg = small_config("cs231n-dcgan", tmp_path / "auto")
+    cfg.precision = "auto"
+    train(cfg, progress=True)
+    expected = resolve_precision("auto", "cpu")[0]
+    assert load_checkpoint(cfg.out)["config"].precision == expected  # so a resume keeps it
+    assert f"precision: cpu " in capsys.readouterr().err  # the banner says what was chosen and why
+
+
+def test_bf16_and_fp32_by_flag_differ_only_in_arithmetic(tmp_path, tiny_data):
     runs = {}
     for precision in ("bf16", "fp32"):
         cfg = small_config("cs231n-dcgan", tmp_path / precision, precision=precision)
-        assert RECIPES["cs231n-dcgan"].config().precision == "bf16"
         train(cfg, progress=False)
         runs[precision] = load_checkpoint(cfg.out)["G"]
+        assert load_checkpoint(cfg.out)["config"].precision == precision
     assert all(torch.isfinite(v.float()).all() for v in runs["bf16"].values())
     # same seed, data and noise: only the arithmetic differs, so the weights do (slightly)
     diff = max((runs["bf16"][k].float() - runs["fp32"][k].float()).abs().max().item() for k in runs["fp32"])

@@ -11,6 +11,7 @@ import torch
 from gankit import distributed
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
+from gankit.hardware import resolve_precision
 from gankit.recipes import get as get_recipe
 
 
@@ -25,8 +26,11 @@ def pick_device(name: str, world: distributed.World = distributed.World()) -> to
 
 
 def autocast(cfg: Config, device: torch.device):
-    """bfloat16 autocast for matmuls and convolutions (weights and optimiser stay float32)."""
-    if cfg.precision == "bf16":
+    """bfloat16 autocast for matmuls and convolutions (weights and optimiser stay float32).
+    A run resolves cfg.precision at its start (gankit.hardware.resolve_precision); "auto" is
+    resolved here for callers that build a step outside a run."""
+    precision = resolve_precision(cfg.precision, device)[0] if cfg.precision == "auto" else cfg.precision
+    if precision == "bf16":
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 

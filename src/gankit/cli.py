@@ -64,7 +64,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int)
     t.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
     t.add_argument("--out", help="run folder (default runs/RECIPE-TIME)")
-    t.add_argument("--precision", choices=["bf16", "fp32"], help="bf16 autocast (default) or float32 throughout")
+    t.add_argument("--precision", choices=["auto", "bf16", "fp32"],
+                   help="auto (default): bf16 autocast where the device runs bf16 natively (AMX, AVX-512 BF16, "
+                   "CUDA sm_80+), else float32; bf16 or fp32 to force one")
     t.add_argument("--threads", type=_positive(int), help="CPU threads per process (default: all cores)")
     t.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
     t.add_argument("--eval-every", type=_positive(int), help="every N steps, write fid/is/modes to metrics.jsonl "

@@ -62,7 +62,7 @@ class Config:
     steps: int | None = None  # total G steps (overrides epochs)
 
     # speed (none of these changes what is trained, only how fast)
-    precision: str = "bf16"  # bf16: autocast matmuls and convolutions to bfloat16 | fp32
+    precision: str = "auto"  # auto: bf16 where the device runs it natively, else fp32 (resolved at start) | bf16 | fp32
     channels_last: bool = True  # NHWC memory layout for convolutional nets
     compile: bool = False  # torch.compile G and D (see docs/performance.md for its measured effect)
     threads: int = 0  # CPU threads per process; 0: all cores, shared among the processes of a machine
@@ -159,7 +159,7 @@ def validate(cfg: Config) -> None:
     need(cfg.steps is not None or cfg.epochs > 0, f"epochs={cfg.epochs}: must be positive")
     need(cfg.image_size is None or cfg.image_size >= 8, f"image_size={cfg.image_size}: must be at least 8")
     need(cfg.channels in (None, 1, 3), f"channels={cfg.channels}: expected 1 or 3")
-    need(cfg.precision in ("bf16", "fp32"), f"precision={cfg.precision!r}: expected bf16 or fp32")
+    need(cfg.precision in ("auto", "bf16", "fp32"), f"precision={cfg.precision!r}: expected auto, bf16 or fp32")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
     need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
     need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")

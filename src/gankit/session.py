@@ -14,6 +14,7 @@ from gankit import distributed
 from gankit.build import BatchIndices, autocast, build, mixes_samples, pick_device, sample_noise
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
+from gankit.hardware import resolve_precision
 from gankit.images import make_grid, save_grid, save_points
 from gankit.monitor import Monitor, tensorboard_writer
 from gankit.run import RunDir
@@ -38,6 +39,10 @@ class Session:
             raise GankitError(f"--resume {cfg.out}: the run used {resume_from['config'].world_size} process(es), "
                               f"this job has {world.size}; resume with the same number")
         cfg.world_size, cfg.global_batch_size = world.size, cfg.batch_size * world.size
+        # precision: "auto" becomes bf16 or fp32 here, and config.json records which, so a resume keeps it
+        cfg.precision, self.precision_why, warning = resolve_precision(cfg.precision, device)
+        if warning and world.main:
+            print(f"gankit: warning: {warning}", file=sys.stderr)
         data = load_data(cfg)
         per_epoch = data.x.shape[0] // (cfg.global_batch_size * cfg.n_critic)
         if per_epoch < 1:
@@ -84,7 +89,8 @@ class Session:
             print(f"gankit: {cfg.recipe} on {cfg.dataset} ({data.x.shape[0]} x {cfg.data_shape}"
                   f"{f', {len(self.ssl.labelled)} labelled' if self.ssl else ''}), steps {self.step}->{self.num_steps} "
                   f"({self.num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
-                  f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}", file=sys.stderr)
+                  f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}\n"
+                  f"gankit: precision: {self.precision_why}", file=sys.stderr)
         self.tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
         self.best_fid = min((r["fid"] for r in run.read_stats(run.metrics) if "fid" in r),
                             default=float("inf")) if resume_from else float("inf")

@@ -1,0 +1,98 @@
+"""What the hardware runs natively, and the precision chosen from it.
+
+bfloat16 autocast halves the cost of a matmul or convolution only where the hardware has bf16
+arithmetic: on a CPU with AMX or AVX-512 BF16 instructions, on a CUDA GPU from Ampere on. On a
+CPU without them (every AVX2-only CPU: most laptops, AMD Zen 2/3, Intel consumer chips) oneDNN
+and ATen emulate bf16 with float32 arithmetic plus conversions, and a training step runs 10-20x
+slower than in float32 (docs/performance.md). ``precision="auto"`` therefore resolves to bf16
+only where it is native, and to fp32 everywhere else.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+@dataclass(frozen=True)
+class Hardware:
+    """One device's facts that decide the precision, in words fit for a banner."""
+
+    device: str  # cpu | cuda
+    name: str  # CPU model or GPU name
+    capability: str  # cpu: torch's kernel level (AVX2, AVX512, ...) and AMX; cuda: sm_XY
+    native_bf16: bool
+
+    def describe(self) -> str:
+        """'cpu AVX2, no native bf16' / 'cpu AVX512 + AMX, native bf16' / 'cuda sm_90, native bf16'."""
+        return f"{self.device} {self.capability}, {'native' if self.native_bf16 else 'no native'} bf16"
+
+
+@lru_cache(maxsize=None)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _cpu_flags() -> dict[str, bool]:
+    """torch's own CPU feature checks (cpuinfo); False where this torch build lacks one."""
+    flags = {}
+    for name, attr in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported"),
+                       ("avx512", "_is_avx512_supported"), ("avx2", "_is_avx2_supported")):
+        check = getattr(torch.cpu, attr, None)
+        try:
+            flags[name] = bool(check()) if check else False
+        except Exception:  # a CPU or build cpuinfo cannot read
+            flags[name] = False
+    return flags
+
+
+def inspect(device: torch.device | str = "cpu") -> Hardware:
+    """What `device` runs natively. On a CPU, bf16 is native with AMX tiles or AVX-512 BF16; oneDNN's
+    own check (torch.ops.mkldnn._is_mkldnn_bf16_supported) also says yes on plain AVX-512, where it
+    converts to float32 for the arithmetic, so it is not used to decide."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        index = device.index if device.index is not None else torch.cuda.current_device()
+        major, minor = torch.cuda.get_device_capability(index)
+        try:
+            native = torch.cuda.is_bf16_supported(including_emulation=False)
+        except TypeError:  # older torch: no emulation flag
+            native = major >= 8
+        return Hardware("cuda", torch.cuda.get_device_name(index), f"sm_{major}{minor}", bool(native))
+    flags = _cpu_flags()
+    capability = torch.backends.cpu.get_cpu_capability()
+    if flags["amx"]:
+        capability += " + AMX"
+    elif flags["avx512_bf16"]:
+        capability += " + AVX512_BF16"
+    return Hardware(device.type, cpu_model(), capability, flags["amx"] or flags["avx512_bf16"])
+
+
+def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, str, str | None]:
+    """-> (precision, why, warning): `requested` (auto | bf16 | fp32) made concrete for `device`.
+
+    why: one line for the start-up banner, e.g. 'cpu AVX2, no native bf16 -> fp32'.
+    warning: one line when bf16 was asked for where it is emulated, else None."""
+    if requested not in PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
+    hw = inspect(device)
+    if requested == "auto":
+        chosen = "bf16" if hw.native_bf16 else "fp32"
+        return chosen, f"{hw.describe()} -> {chosen}", None
+    warning = None
+    if requested == "bf16" and not hw.native_bf16:
+        warning = (f"bf16 is emulated on this {hw.device} ({hw.describe()}): expect it to be many times slower "
+                   f"than fp32 (11-19x on an AVX2 CPU, docs/performance.md); --precision auto picks fp32 here")
+    return requested, f"{hw.describe()} -> {requested} (as configured)", warning
