@@ -1,8 +1,6 @@
 """Properties of the trainer: resume equals an uninterrupted run, divergence stops cleanly,
 checkpoints are atomic, and a small GAN learns a 2-D mixture."""
 
-import time
-
 import pytest
 import torch
 
@@ -116,18 +114,16 @@ def test_run_folder_is_never_clobbered(tmp_path, tiny_data):
     assert (other / "thesis.tex").read_text() == "precious"
 
 
-def test_toy_gan_covers_ring8_modes_within_a_minute(tmp_path):
-    t = time.perf_counter()
+def test_toy_gan_covers_ring8_modes(tmp_path):
+    # behaviour only: how long it takes is measured by benchmarks, not asserted by a test
     cfg = RECIPES["toy"].config(out=str(tmp_path / "toy"), seed=0)
     train(cfg, progress=False)
-    elapsed = time.perf_counter() - t
     G, cfg = load_generator(cfg.out, device="cpu")
     with torch.no_grad():
         x = G(torch.randn(2000, cfg.noise_dim))
     cov = mode_coverage(x, datasets.toy_centers("toy:ring8"), datasets.TOY_STD["toy:ring8"])
     assert cov["modes"] >= 7, cov
     assert cov["high_quality"] > 0.5, cov
-    assert elapsed < 60
 
 
 def test_mode_coverage_counts():
@@ -147,7 +143,7 @@ def test_precision_auto_is_resolved_and_recorded(tmp_path, tiny_data, capsys):
     train(cfg, progress=True)
     expected = resolve_precision("auto", "cpu")[0]
     assert load_checkpoint(cfg.out)["config"].precision == expected  # so a resume keeps it
-    assert f"precision: cpu " in capsys.readouterr().err  # the banner says what was chosen and why
+    assert "precision: cpu " in capsys.readouterr().err  # the banner says what was chosen and why
 
 
 def test_bf16_and_fp32_by_flag_differ_only_in_arithmetic(tmp_path, tiny_data):

@@ -65,6 +65,7 @@ class Config:
     precision: str = "auto"  # auto: bf16 where the device runs it natively, else fp32 (resolved at start) | bf16 | fp32
     channels_last: bool = True  # NHWC memory layout for convolutional nets
     compile: bool = False  # torch.compile G and D (see docs/performance.md for its measured effect)
+    cuda_graph: bool = True  # on a GPU, capture the whole training step in a CUDA graph (falls back to eager)
     threads: int = 0  # CPU threads per process; 0: all cores, shared among the processes of a machine
     world_size: int = 1  # processes in the (torchrun) job; filled in at start
     global_batch_size: int | None = None  # batch_size x world_size; filled in at start

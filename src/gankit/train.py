@@ -12,11 +12,11 @@ from __future__ import annotations
 import signal
 import threading
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
-from gankit import distributed
+from gankit import distributed, graphs
 from gankit.build import (BatchIndices, autocast, build, make_optimizer, mixes_samples,  # noqa: F401  (the API)
                           pick_device, sample_noise)
 from gankit.config import Config, validate
@@ -89,6 +89,31 @@ def train_step(G, D, G_params, opt_g, opt_d, cfg: Config, x_reals: list[torch.Te
     return stats
 
 
+def make_step(s: Session) -> Callable[[int], dict]:
+    """The run's step(i) -> scalars, chosen once before the loop: semi-supervised ((1) D learns the
+    classes and real vs fake, (2) G matches D's features) or plain ((1) n_critic D updates, (2) one
+    G update), the plain one captured in a CUDA graph where it can be (gankit.graphs)."""
+    cfg = s.cfg
+    if s.ssl:
+        return lambda i: s.ssl.train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, i, s.real_batch, s.amp)
+
+    def eager(i: int) -> dict:
+        x_reals = [s.real_batch(i * cfg.n_critic + k) for k in range(cfg.n_critic)]
+        return train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, cfg, x_reals, s.amp, s.world, s.joint)
+
+    if not s.graphable:
+        return eager
+    amp = autocast(cfg, s.device, cache=False)
+
+    def body(idx: list[torch.Tensor]) -> dict:  # the same step, on batch indices held in static buffers
+        x_reals = [s.to_float(s.x_all[j]) for j in idx]
+        return train_step(s.G, s.D, s.G, s.opt_g, s.opt_d, cfg, x_reals, amp, s.world, s.joint)
+
+    step, s.step_kind = graphs.try_static_step(eager, body, s.batches, cfg.n_critic, cfg.batch_size, s.device,
+                                               (s.G, s.D), (s.opt_g, s.opt_d))
+    return step
+
+
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train a fresh run into the folder cfg.out (under torchrun: one process of a data-parallel job)."""
     return _fit(cfg, resume_from=None, overwrite=overwrite, progress=progress)
@@ -98,6 +123,7 @@ def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
     (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
     allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
+               "cuda_graph",
                "eval_every", "eval_samples", "tensorboard"}
     bad = sorted(set(overrides) - allowed)
     if bad:
@@ -123,16 +149,13 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
 
 def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world) -> dict[str, Any]:
     s = Session(cfg, resume_from, overwrite, progress, world)  # data, nets and run folder, fresh or restored
-    start, log, ssl = s.step, s.log, s.ssl
+    start, log = s.step, s.log
     if s.step == 0:
         s.save_samples(0)
+    step_fn = make_step(s)
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.requested:
-            if ssl:  # (1) D learns the classes and real vs fake, (2) G matches D's features
-                stats = ssl.train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, s.step, s.real_batch, s.amp)
-            else:  # (1) n_critic D updates, (2) one G update
-                x_reals = [s.real_batch(s.step * cfg.n_critic + i) for i in range(cfg.n_critic)]
-                stats = train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, cfg, x_reals, s.amp, world, s.joint)
+            stats = step_fn(s.step)
             s.step += 1
             log.add(stats)
             step, last = s.step, s.step == s.num_steps
