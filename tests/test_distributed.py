@@ -10,8 +10,9 @@ from gankit.run import load_checkpoint
 
 
 def torchrun(*args):
+    # --device cpu: with "auto", both processes would pick CUDA on a machine with one GPU
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "gankit", *args]
+           "-m", "gankit", *args, "--device", "cpu"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
     assert p.returncode == 0, p.stderr[-3000:]
     return json.loads(p.stdout.strip().splitlines()[-1])  # rank 0 prints the summary

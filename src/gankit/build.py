@@ -5,6 +5,7 @@ sampling and evaluation alike."""
 from __future__ import annotations
 
 import contextlib
+import sys
 
 import torch
 
@@ -21,17 +22,21 @@ def pick_device(name: str, world: distributed.World = distributed.World()) -> to
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise GankitError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
     if name == "cuda" and world.size > 1:
+        gpus = torch.cuda.device_count()
+        if world.local_size > gpus:
+            raise GankitError(f"--device cuda: {world.local_size} processes on this machine but {gpus} GPU"
+                              f"{'s' if gpus != 1 else ''}; run torchrun --nproc_per_node={gpus}, or --device cpu")
         name = f"cuda:{world.local_rank}"  # one GPU per process
     return torch.device(name)
 
 
-def autocast(cfg: Config, device: torch.device):
+def autocast(cfg: Config, device: torch.device, cache: bool = True):
     """bfloat16 autocast for matmuls and convolutions (weights and optimiser stay float32).
     A run resolves cfg.precision at its start (gankit.hardware.resolve_precision); "auto" is
     resolved here for callers that build a step outside a run."""
     precision = resolve_precision(cfg.precision, device)[0] if cfg.precision == "auto" else cfg.precision
     if precision == "bf16":
-        return torch.autocast(device.type, dtype=torch.bfloat16)
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)  # no cache in CUDA graphs
     return contextlib.nullcontext()
 
 
@@ -48,10 +53,87 @@ def sample_noise(cfg: Config, n: int, device: torch.device | str = "cpu",
     return z.to(device)
 
 
-def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float]) -> torch.optim.Optimizer:
+def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float],
+                   capturable: bool = False) -> torch.optim.Optimizer:
+    """capturable: keep step counts on the device, so the step can be captured in a CUDA graph."""
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True)
-    return torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), eps=cfg.adam_eps, fused=True)
+        return torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True, capturable=capturable)
+    return torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), eps=cfg.adam_eps, fused=True,
+                            capturable=capturable)
+
+
+class CompileOrEager:
+    """`net` run through torch.compile while that works, and eagerly from its first failure on.
+
+    torch.compile is lazy: it compiles a graph at the first call of each kind (input shapes,
+    grad mode, autocast, which tensors need gradients), and that graph's backward at its first
+    backward, inside the caller's loss.backward(), where nothing could fall back. So the first
+    call of each kind that needs gradients is tried first, forward and backward, on a detached
+    copy of the input, with BatchNorm statistics and the RNG streams restored afterwards and no
+    .grad written; the call itself then reuses the graphs the trial compiled. A trial on the real
+    input, rather than on a dummy batch at set-up, compiles exactly the graphs the run uses."""
+
+    def __init__(self, net: torch.nn.Module, name: str):
+        self.eager, self.name = net, name
+        self.compiled = torch.compile(net)
+        self.tried = set()
+
+    def __getattr__(self, attr):  # D.features, D.head, requires_grad_(), ... as torch.compile's module does
+        if attr == "eager":
+            raise AttributeError(attr)
+        return getattr(self.eager, attr)
+
+    def __call__(self, *args):
+        if self.compiled is None:
+            return self.eager(*args)
+        try:
+            kind = self._kind(args)
+            if kind not in self.tried:
+                self._trial(args)
+                self.tried.add(kind)
+            return self.compiled(*args)
+        except Exception as e:  # a compiler failure (an error of the net itself is raised again by eager)
+            e = getattr(e, "inner_exception", None) or e  # torch._dynamo's BackendCompilerFailed wraps the cause
+            first = (str(e).strip().splitlines() or [""])[0][:200]
+            print(f"gankit: warning: torch.compile failed on {self.name} ({type(e).__name__}: {first}); "
+                  f"training {self.name} eager", file=sys.stderr)
+            self.compiled = None
+            return self.eager(*args)
+
+    def _kind(self, args) -> tuple:
+        """What makes torch.compile trace a new graph (its guards), as far as a trial needs to know."""
+        tensors = [a for a in args if isinstance(a, torch.Tensor)]
+        device = tensors[0].device.type if tensors else "cpu"
+        return (torch.is_grad_enabled(), self.eager.training, torch.is_autocast_enabled(device),
+                torch.get_autocast_dtype(device),
+                tuple((t.shape, t.dtype, t.device, t.requires_grad, t.stride()) for t in tensors),
+                tuple(p.requires_grad for p in self.eager.parameters()))
+
+    def _trial(self, args) -> None:
+        params = [p for p in self.eager.parameters() if p.requires_grad]
+        needs_grad = [a for a in args if isinstance(a, torch.Tensor) and a.requires_grad]
+        if not torch.is_grad_enabled() or not (params or needs_grad):
+            return  # no backward: a failure shows in the call itself
+        buffers = [b.detach().clone() for b in self.eager.buffers()]  # BatchNorm statistics
+        cuda = sorted({t.device for t in (*params, *buffers, *needs_grad) if t.is_cuda}, key=str)
+        try:
+            with torch.random.fork_rng(devices=cuda):
+                x = [a.detach().requires_grad_(a.requires_grad) if isinstance(a, torch.Tensor) else a for a in args]
+                out = self.compiled(*x)
+                outs = [o for o in (out if isinstance(out, (tuple, list)) else [out])
+                        if isinstance(o, torch.Tensor) and o.requires_grad]
+                wrt = params + [a for a in x if isinstance(a, torch.Tensor) and a.requires_grad]
+                if outs:
+                    torch.autograd.grad(sum(o.float().sum() for o in outs), wrt, allow_unused=True)
+        finally:
+            with torch.no_grad():
+                for b, saved in zip(self.eager.buffers(), buffers):
+                    b.copy_(saved)
+
+
+def compile_or_eager(net: torch.nn.Module, name: str) -> CompileOrEager:
+    """torch.compile(net), falling back to `net` itself, with one warning line, where compiling fails."""
+    return CompileOrEager(net, name)
 
 
 def _is_conv(net: torch.nn.Module) -> bool:
@@ -63,8 +145,9 @@ def mixes_samples(net: torch.nn.Module) -> bool:
     return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in net.modules())
 
 
-def build(cfg: Config, device: torch.device):
-    """Networks and optimisers for a resolved config (data_shape must be set)."""
+def build(cfg: Config, device: torch.device, capturable: bool = False):
+    """Networks and optimisers for a resolved config (data_shape must be set); capturable
+    optimisers for a step captured in a CUDA graph."""
     G, D = get_recipe(cfg.recipe).nets(cfg)
     if is_semi_supervised(cfg) and not hasattr(D, "head"):
         raise GankitError(f"labels_per_class/label_rate: recipe {cfg.recipe} has no class logits in its "
@@ -74,7 +157,8 @@ def build(cfg: Config, device: torch.device):
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = (net.to(memory_format=torch.channels_last) if _is_conv(net) else net for net in (G, D))
-    return G, D, make_optimizer(cfg, G, cfg.lr_g, cfg.betas_g), make_optimizer(cfg, D, cfg.lr_d, cfg.betas_d)
+    return (G, D, make_optimizer(cfg, G, cfg.lr_g, cfg.betas_g, capturable),
+            make_optimizer(cfg, D, cfg.lr_d, cfg.betas_d, capturable))
 
 
 class BatchIndices:

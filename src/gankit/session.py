@@ -10,8 +10,8 @@ import sys
 import torch
 
 from gankit import data as datasets
-from gankit import distributed
-from gankit.build import BatchIndices, autocast, build, mixes_samples, pick_device, sample_noise
+from gankit import distributed, graphs
+from gankit.build import BatchIndices, autocast, build, compile_or_eager, mixes_samples, pick_device, sample_noise
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
 from gankit.hardware import resolve_precision
@@ -57,7 +57,11 @@ class Session:
         SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
 
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
-        self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d = build(cfg, device)
+        # a plain GAN step on one GPU is captured in a CUDA graph (gankit.graphs); its optimisers must allow it
+        self.graphable = graphs.graphable(cfg, device, world.size)
+        self.step_kind = "eager"  # or "cuda graph", once gankit.train.make_step has captured it
+        self.G, self.D, self.opt_g, self.opt_d = G, D, opt_g, opt_d = build(
+            cfg, device, capturable=self.graphable and device.type == "cuda")
         if world.rank:
             torch.manual_seed(cfg.seed + 7919 * world.rank)  # but a different noise stream per rank
         run = self.run = RunDir(cfg.out)
@@ -77,7 +81,7 @@ class Session:
         self.real_points = None if images else data.x[:cfg.grid_size]
         self.amp = autocast(cfg, device)
         self.joint = not mixes_samples(D)  # D may see real and fake in one batch
-        self.G_run, self.D_run = (torch.compile(G), torch.compile(D)) if cfg.compile else (G, D)
+        self.G_run, self.D_run = (compile_or_eager(G, "G"), compile_or_eager(D, "D")) if cfg.compile else (G, D)
         self.ssl = None
         if is_semi_supervised(cfg):
             self.ssl = SemiSupervised(cfg, data, self.x_all, self.to_float, device, world, D, self.joint)
@@ -179,7 +183,7 @@ class Session:
     def summary(self, start: int) -> dict:
         cfg, run, world, step = self.cfg, self.run, self.world, self.step
         session_s = self.log.seconds() - self.log.elapsed
-        out = {"run": str(run.path), "steps": step, "wall_s": round(self.log.seconds(), 1),
+        out = {"run": str(run.path), "steps": step, "step_kind": self.step_kind, "wall_s": round(self.log.seconds(), 1),
                "images_per_s": round((step - start) * cfg.global_batch_size * cfg.n_critic / session_s, 1),
                "final": run.read_stats()[-1] if world.main and run.stats.exists() else {}}
         evaluations = run.read_stats(run.metrics) if world.main else []
