@@ -8,14 +8,21 @@ For each recipe, one child process alternates rounds of
               DataLoader, float32, G(z) computed with autograd then detached, a .item() per step
               for logging, torch.optim defaults;
   gankit:     gankit.train.train() itself with the recipe's defaults (uint8 data resident in
-              memory, bf16 autocast, channels_last, fused Adam, statistics read every N steps),
+              memory, the recipe's precision -- "auto": bf16 autocast only where the CPU runs bf16
+              natively, else fp32 --, channels_last, fused Adam, statistics read every N steps),
 on identical networks, batch size and objective, and reports images/s of real images through D
 (steady state: the first `--warmup` steps of every round are not timed), their ratio (median over
 rounds), achieved GFLOP/s (FLOPs of one step counted by torch.utils.flop_counter), the peak RSS
 of each loop, and the share of a gankit step spent in matmul/conv kernels and the optimiser
 (torch.profiler), i.e. how close the step is to that kernel-time floor. The machine's measured
-matmul peak (fp32 and bf16) is printed for scale. Results go to benchmarks/out/throughput.json
-and, with --write-doc, to docs/performance.md.
+matmul peak (fp32 and bf16) is printed for scale.
+
+Every figure depends on the CPU's instruction set (AVX2, AVX-512, AMX) and on whether it runs
+bf16 natively, which also decides the precision "auto" picks (gankit.hardware). So the results
+carry the CPU and the precision of each gankit run, go to
+benchmarks/out/throughput-<machine class>.json (machine class: cpu-avx2, cpu-avx512,
+cpu-avx512-bf16, cpu-amx), and with --write-doc replace that machine class's section of
+docs/performance.md, keeping the sections of the other classes.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import re
+import shlex
 import statistics
 import subprocess
 import sys
@@ -33,12 +41,15 @@ from pathlib import Path
 
 import torch
 
+from gankit import hardware
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "benchmarks" / "out"
 MNIST_RECIPES = ["tlx-mlp", "cs231n-gan", "cs231n-lsgan", "cs231n-dcgan", "mlp-gan", "dcgan64", "wgan", "wgan-gp"]
 # Timed steps per round (after warm-up steps), sized so that a round takes seconds, not minutes.
 STEPS = {"tlx-mlp": 600, "cs231n-gan": 300, "cs231n-lsgan": 300, "mlp-gan": 300, "cs231n-dcgan": 60,
          "dcgan64": 10, "wgan": 6, "wgan-gp": 6}
+DOC = ROOT / "docs" / "performance.md"
 KERNELS = ("addmm", "mm", "bmm", "linear", "convolution", "conv2d", "conv_transpose", "mkldnn", "_convolution",
            "convolution_backward", "mkldnn_convolution")
 
@@ -210,6 +221,7 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
     from gankit.train import load_data
 
     cfg = get(name).config(out="unused")
+    precision = hardware.resolve_precision(cfg.precision, "cpu")[0]  # what the gankit run trains in
     data = load_data(cfg)
     torch.set_num_threads(os.cpu_count() or 1)
     seed_rates, gankit_rates, seed_rss, gankit_rss = [], [], [], []
@@ -237,6 +249,7 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
     seed_step_s = images_per_step / statistics.median(seed_rates)
     ratio = statistics.median(g / s for g, s in zip(gankit_rates, seed_rates))
     return {"recipe": name, "batch_size": cfg.batch_size, "n_critic": cfg.n_critic, "data_shape": cfg.data_shape,
+            "precision": precision, "precision_requested": cfg.precision,
             "seed_style_img_s": statistics.median(seed_rates), "gankit_img_s": statistics.median(gankit_rates),
             "ratio": ratio, "ratios": [g / s for g, s in zip(gankit_rates, seed_rates)],
             "gflop_per_step": flops / 1e9,
@@ -249,27 +262,42 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
             "compile": compiled}
 
 
-def machine() -> str:
-    cpu = platform.machine()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("model name"):
-            cpu = line.split(":", 1)[1].strip()
-            break
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}"
+def machine_class(hw: hardware.Hardware) -> str:
+    """A short slug for what decides the figures: cpu-avx2, cpu-avx512, cpu-avx512-bf16, cpu-amx, cuda-sm90."""
+    if hw.device == "cuda":
+        return "cuda-" + hw.capability.replace("_", "")
+    if "AMX" in hw.capability:
+        return "cpu-amx"
+    base = hw.capability.split(" + ")[0].lower()  # torch's kernel level: avx2, avx512, default, ...
+    return f"cpu-{base}-bf16" if hw.native_bf16 else f"cpu-{base}"
+
+
+def hardware_record(device: str) -> dict:
+    """The device's facts as gankit.hardware sees them, and its machine class, for a results file."""
+    hw = hardware.inspect(device)
+    return {"device": hw.device, "name": hw.name, "capability": hw.capability, "native_bf16": hw.native_bf16,
+            "describe": hw.describe(), "machine_class": machine_class(hw)}
 
 
 def write_doc(res: dict) -> None:
-    lines = ["# Performance", "",
+    """Replace this machine class's section of docs/performance.md (or add it), keep the others."""
+    hw = res["hardware"]
+    bf16 = "" if hw["native_bf16"] else f" ({res['peak_bf16_n']}x{res['peak_bf16_n']}, emulated: no native bf16)"
+    precisions = sorted({r["precision"] for r in res["recipes"]})
+    lines = [f"## {hw['machine_class']}: {hw['name']}, {res['date']}", "",
              "Measured by `" + res["command"] + "` on " + res["machine"] + f", {res['date']}. "
-             "Every number below comes from that one run; re-run it to check them on your machine.", "",
+             f"The gankit runs trained in {' and '.join(precisions)} (the *precision* column: each recipe's "
+             "precision, `auto` resolved on this CPU); the seed-style loop is always float32. "
+             "Every number in this section comes from that one run; re-run it to check them on your machine.", "",
              f"Matmul peak of this machine (2048x2048, all cores): {res['peak_fp32']:.0f} GFLOP/s float32, "
-             f"{res['peak_bf16']:.0f} GFLOP/s bfloat16.", "",
-             "| recipe | batch | seed-style img/s | gankit img/s | speed-up (median of rounds) | GFLOP/s seed / gankit "
-             "| kernel share of a gankit step | kernel speed-up fp32 → gankit | ceiling | peak RSS seed / gankit |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"{res['peak_bf16']:.0f} GFLOP/s bfloat16{bf16}.", "",
+             "| recipe | batch | precision | seed-style img/s | gankit img/s | speed-up (median of rounds) "
+             "| GFLOP/s seed / gankit | kernel share of a gankit step | kernel speed-up fp32 → gankit | ceiling "
+             "| peak RSS seed / gankit |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in res["recipes"]:
         lines.append(f"| `{r['recipe']}` | {r['batch_size']}{' x' + str(r['n_critic']) if r['n_critic'] > 1 else ''} "
-                     f"| {r['seed_style_img_s']:.0f} | {r['gankit_img_s']:.0f} | **{r['ratio']:.2f}x** "
+                     f"| {r['precision']} | {r['seed_style_img_s']:.0f} | {r['gankit_img_s']:.0f} | **{r['ratio']:.2f}x** "
                      f"({', '.join(f'{x:.2f}' for x in r['ratios'])}) | {r['seed_style_gflop_s']:.0f} / "
                      f"{r['gankit_gflop_s']:.0f} | {100 * r['kernel_share']:.0f}% | {r['kernel_speedup']:.2f}x | "
                      f"{r['ceiling']:.2f}x | "
@@ -295,10 +323,34 @@ def write_doc(res: dict) -> None:
             lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {a['fid_mean']:.2f} ± {a['fid_std']:.2f} | "
                          f"{b['fid_mean']:.2f} ± {b['fid_std']:.2f} | {a['is_mean']:.2f} / {b['is_mean']:.2f} | "
                          f"{a['train_s_mean']:.0f} s / {b['train_s_mean']:.0f} s | {'yes' if r['within_noise'] else 'no'} |")
+    sections = read_sections(DOC.read_text() if DOC.exists() else "")
+    sections[hw["machine_class"]] = "\n".join(lines)
+    DOC.write_text(render_doc(sections))
+
+
+SECTION = re.compile(r"<!-- machine: (\S+) -->\n(.*?)\n<!-- /machine -->", re.S)
+
+
+def read_sections(doc: str) -> dict[str, str]:
+    """machine class -> its section's text, in the order of the document."""
+    return {m.group(1): m.group(2).strip() for m in SECTION.finditer(doc)}
+
+
+def render_doc(sections: dict[str, str]) -> str:
+    """The intro (naming the sections), each machine class's section between markers, then the notes."""
+    headings = [text.splitlines()[0].removeprefix("## ") for text in sections.values()]
+    lines = ["# Performance", "",
+             "gankit's trainer against the loop the GAN tutorials use (`benchmarks/throughput.py`), one section "
+             "per machine class: the CPU's instruction set decides how fast the kernels run and whether bf16 is "
+             "native, and so which precision `auto` picks (`gankit.hardware`). Sections: "
+             + "; ".join(f"**{h}**" for h in headings) + ". A run with `--write-doc` replaces its own machine "
+             "class's section and keeps the others. GPU figures are in [performance-gpu.md](performance-gpu.md).", ""]
+    for cls, text in sections.items():
+        lines += [f"<!-- machine: {cls} -->", text, "<!-- /machine -->", ""]
     notes = ROOT / "benchmarks" / "performance-notes.md"
     if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (ROOT / "docs" / "performance.md").write_text("\n".join(lines) + "\n")
+        lines += [notes.read_text().strip()]
+    return "\n".join(lines).rstrip() + "\n"
 
 
 def main() -> None:
@@ -316,11 +368,15 @@ def main() -> None:
         print(json.dumps(one_recipe(args.one, args.rounds, args.steps, args.warmup,
                                     2 if args.one in args.compile.split(",") else 0)))
         return
-    res = {"command": "python " + " ".join(["benchmarks/throughput.py", *sys.argv[1:]]), "machine": machine(),
-           "date": time.strftime("%Y-%m-%d"), "peak_fp32": matmul_peak(torch.float32),
-           "peak_bf16": matmul_peak(torch.bfloat16), "recipes": []}
+    hw = hardware_record("cpu")
+    res = {"command": "python " + shlex.join(["benchmarks/throughput.py", *sys.argv[1:]]),
+           "machine": f"{hw['name']} ({hw['describe']}), {os.cpu_count()} cores, torch {torch.__version__}",
+           "hardware": hw, "date": time.strftime("%Y-%m-%d"), "peak_fp32": matmul_peak(torch.float32),
+           "peak_bf16_n": 2048 if hw["native_bf16"] else 512, "recipes": []}  # emulated: 2048 would take minutes
+    res["peak_bf16"] = matmul_peak(torch.bfloat16, res["peak_bf16_n"])
     print(f"{res['machine']}: matmul peak {res['peak_fp32']:.0f} GFLOP/s fp32, {res['peak_bf16']:.0f} bf16", flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
+    out = OUT / f"throughput-{hw['machine_class']}.json"
     for name in args.recipes.split(","):
         p = subprocess.run([sys.executable, __file__, "--one", name, "--rounds", str(args.rounds),
                             "--steps", str(args.steps or STEPS.get(name, 20)), "--warmup", str(args.warmup),
@@ -329,11 +385,11 @@ def main() -> None:
             raise SystemExit(f"{name}: measurement failed")
         r = json.loads(p.stdout.strip().splitlines()[-1])
         res["recipes"].append(r)
-        print(f"{name:14s} seed-style {r['seed_style_img_s']:8.0f} img/s  gankit {r['gankit_img_s']:8.0f} img/s  "
+        print(f"{name:14s} {r['precision']} seed-style {r['seed_style_img_s']:8.0f} img/s  gankit {r['gankit_img_s']:8.0f} img/s  "
               f"x{r['ratio']:.2f}  {r['gankit_gflop_s']:.0f} GFLOP/s  kernels {100 * r['kernel_share']:.0f}% "
               f"(x{r['kernel_speedup']:.2f} over fp32, ceiling x{r['ceiling']:.2f})  "
               f"RSS {r['seed_style_rss_mib']:.0f}/{r['gankit_rss_mib']:.0f} MiB", flush=True)
-        (OUT / "throughput.json").write_text(json.dumps(res, indent=2))
+        out.write_text(json.dumps(res, indent=2))
     if args.write_doc:
         write_doc(res)
 
