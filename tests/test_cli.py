@@ -80,6 +80,10 @@ def test_bad_flags_are_rejected_by_the_parser(args, capsys):
 
 
 def test_eval_every_eval_and_report(tmp_path, monkeypatch):
+    from gankit import assets
+
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / "assets").symlink_to(assets.cache_root() / "assets")  # MNIST as set up
     monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # real-data statistics cached here
     run = tmp_path / "run"
     gankit("train", "cs231n-gan", "--steps", "40", "--out", str(run), "--eval-every", "20", "--set", "eval_samples=200",

@@ -95,7 +95,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    e.add_argument("--metrics", help="comma-separated: fid, is, pr, modes, fid_inception (slow on CPU), accuracy "
+    e.add_argument("--metrics", help="comma-separated: fid, is, pr, modes, fid_inception (~0.1 s per image on a 2-core AVX2 CPU, seconds per 10k on a GPU), accuracy "
                    "(semi-supervised runs) (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)
