@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(VENV)/bin/gankit train cs231n-dcgan --epochs 1 --out runs/demo --overwrite
+	$(VENV)/bin/gankit train cs231n-dcgan --steps 300 --out runs/demo --overwrite
 	$(VENV)/bin/gankit sample runs/demo -n 64 -o runs/demo/final.png
 	$(VENV)/bin/gankit eval runs/demo --num-samples 5000
 	$(VENV)/bin/gankit report runs/demo

@@ -363,12 +363,20 @@ def main() -> None:
                     help="recipes on which to also measure torch.compile against eager (2 rounds each)")
     ap.add_argument("--one", help=argparse.SUPPRESS)  # internal: measure one recipe in this process
     ap.add_argument("--write-doc", action="store_true", help="write docs/performance.md")
+    ap.add_argument("--doc-only", action="store_true", help="rewrite this machine class's section of "
+                    "docs/performance.md from its last results (benchmarks/out), e.g. after editing the notes")
     args = ap.parse_args()
     if args.one:
         print(json.dumps(one_recipe(args.one, args.rounds, args.steps, args.warmup,
                                     2 if args.one in args.compile.split(",") else 0)))
         return
     hw = hardware_record("cpu")
+    if args.doc_only:
+        saved = OUT / f"throughput-{hw['machine_class']}.json"
+        if not saved.exists():
+            raise SystemExit(f"--doc-only: no results in {saved}; run the benchmark first")
+        write_doc(json.loads(saved.read_text()))
+        return
     res = {"command": "python " + shlex.join(["benchmarks/throughput.py", *sys.argv[1:]]),
            "machine": f"{hw['name']} ({hw['describe']}), {os.cpu_count()} cores, torch {torch.__version__}",
            "hardware": hw, "date": time.strftime("%Y-%m-%d"), "peak_fp32": matmul_peak(torch.float32),
