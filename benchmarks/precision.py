@@ -61,13 +61,14 @@ def main() -> None:
         line["within_noise"] = gap <= max(line["fp32"]["fid_std"], line["bf16"]["fid_std"])
         summary.append(line)
     OUT.mkdir(parents=True, exist_ok=True)
-    doc = {"command": "python " + " ".join(["benchmarks/precision.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
-           "num_samples": args.num_samples, "seeds": args.seeds, "runs": results, "summary": summary}
-    (OUT / "precision.json").write_text(json.dumps(doc, indent=2))
     sys.path.insert(0, str(ROOT / "benchmarks"))
     import throughput
 
-    tp = OUT / "throughput.json"
+    hw = throughput.hardware_record("cpu")
+    doc = {"command": "python " + " ".join(["benchmarks/precision.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
+           "hardware": hw, "num_samples": args.num_samples, "seeds": args.seeds, "runs": results, "summary": summary}
+    (OUT / "precision.json").write_text(json.dumps(doc, indent=2))
+    tp = OUT / f"throughput-{hw['machine_class']}.json"  # this machine class's section of docs/performance.md
     if tp.exists():
         throughput.write_doc(json.loads(tp.read_text()))
     for line in summary:

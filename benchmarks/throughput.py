@@ -311,8 +311,8 @@ def write_doc(res: dict) -> None:
             lines.append(f"| `{r['recipe']}` | {c['eager_img_s']:.0f} | {c['compiled_img_s']:.0f} | "
                          f"{c['compiled_img_s'] / c['eager_img_s']:.2f}x |")
     prec_file = OUT / "precision.json"
-    if prec_file.exists():
-        prec = json.loads(prec_file.read_text())
+    prec = json.loads(prec_file.read_text()) if prec_file.exists() else None
+    if prec and prec.get("hardware", {}).get("machine_class") == hw["machine_class"]:  # measured on this class
         lines += ["", f"Quality in bf16 against fp32 (`{prec['command']}`, {prec['date']}): FID in the MNIST evaluator's "
                   f"embedding against the test split, {prec['num_samples']} samples, seeds {prec['seeds']}; "
                   "mean ± standard deviation over seeds.", "",
