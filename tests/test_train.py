@@ -103,15 +103,47 @@ def test_corrupt_checkpoint_is_a_clear_error(tmp_path):
 def test_run_folder_is_never_clobbered(tmp_path, tiny_data):
     cfg = small_config("cs231n-gan", tmp_path)
     train(cfg, progress=False)
+    assert (tmp_path / "cs231n-gan" / ".gankit-run.json").exists()
     with pytest.raises(GankitError, match="run folder exists"):
         train(cfg, progress=False)
-    other = tmp_path / "mine"
+    train(cfg, overwrite=True, progress=False)  # a folder gankit made, holding only what it wrote
+
+    def untouched(folder, files):
+        return all((folder / name).read_text() == text for name, text in files.items())
+
+    # a project that happens to hold a config.json: refused, naming what gankit did not write
+    project = tmp_path / "myproject"
+    files = {"config.json": "{}", "main.py": "print(1)", "src/lib.py": "x = 1"}
+    for name, text in files.items():
+        (project / name).parent.mkdir(parents=True, exist_ok=True)
+        (project / name).write_text(text)
+    cfg.out = str(project)
+    with pytest.raises(GankitError, match=r"holds files gankit did not write \(main.py, src\)"):
+        train(cfg, overwrite=True, progress=False)
+    assert untouched(project, files)
+    # a gankit run folder with a file of the user's in it
+    run = tmp_path / "cs231n-gan"
+    (run / "sevens.png").write_text("mine")
+    cfg.out = str(run)
+    with pytest.raises(GankitError, match=r"did not write \(sevens.png\)"):
+        train(cfg, overwrite=True, progress=False)
+    assert (run / "sevens.png").read_text() == "mine" and (run / "checkpoint.pt").exists()
+    # only gankit's names, but no manifest and a config.json that is not gankit's
+    other = tmp_path / "other"
     other.mkdir()
-    (other / "thesis.tex").write_text("precious")
+    (other / "config.json").write_text('{"learning_rate": 3}')
     cfg.out = str(other)
     with pytest.raises(GankitError, match="not a gankit run folder"):
         train(cfg, overwrite=True, progress=False)
-    assert (other / "thesis.tex").read_text() == "precious"
+    assert (other / "config.json").read_text() == '{"learning_rate": 3}'
+
+
+def test_run_folder_from_before_the_manifest_can_be_overwritten(tmp_path, tiny_data):
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)
+    (tmp_path / "cs231n-gan" / ".gankit-run.json").unlink()  # as an older gankit left it
+    train(cfg, overwrite=True, progress=False)
+    assert (tmp_path / "cs231n-gan" / ".gankit-run.json").exists()
 
 
 def test_toy_gan_covers_ring8_modes(tmp_path):

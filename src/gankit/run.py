@@ -4,6 +4,7 @@
     runs/<name>/stats.jsonl          one line of training statistics every `log_every` steps
     runs/<name>/samples/step-000500.png   fixed-noise sample grids
     runs/<name>/checkpoint.pt        latest checkpoint: plain state_dicts + config + RNG states
+    runs/<name>/.gankit-run.json     marks the folder as gankit's: --overwrite replaces no other folder
 
 Checkpoints are written to a temp file and renamed into place, so a crash never leaves half of
 one, and are loaded with ``weights_only=True`` (no pickled code is ever executed).
@@ -24,6 +25,12 @@ from gankit.errors import GankitError
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
+MANIFEST = ".gankit-run.json"  # marks a folder that gankit created, so --overwrite may replace it
+RUN_FORMAT = 1
+# Everything gankit writes into a run folder (train, eval, report, and make run's sample grid).
+# --overwrite replaces a folder only when it holds nothing else.
+WRITTEN = {MANIFEST, "config.json", "stats.jsonl", "metrics.jsonl", "metrics.json", CHECKPOINT, "checkpoint-best.pt",
+           "samples", "tensorboard", "report.html", "final.png"}
 
 
 class RunDir:
@@ -37,19 +44,38 @@ class RunDir:
         self.metrics = self.path / "metrics.jsonl"  # evaluations during training (--eval-every)
 
     def create(self, cfg: Config, overwrite: bool = False) -> None:
-        """Make a fresh run folder. An existing one is replaced only with `overwrite`, and only
-        if it is a run folder (has config.json): nothing else of the user's is ever deleted."""
+        """Make a fresh run folder, marked as gankit's by MANIFEST. An existing folder is replaced
+        only with `overwrite`, and only if gankit made it and it holds nothing gankit did not
+        write: nothing else of the user's is ever deleted."""
         if self.path.exists() and not self.path.is_dir():
             raise GankitError(f"--out {self.path}: exists and is not a folder")
         if self.path.exists() and any(self.path.iterdir()):
             if not overwrite:
                 raise GankitError(f"--out {self.path}: run folder exists; use --resume {self.path} to continue "
                                   f"it, --overwrite to replace it, or another --out")
-            if not self.config.exists():
-                raise GankitError(f"--out {self.path}: not empty and not a gankit run folder; refusing to overwrite")
+            self._check_replaceable()
             shutil.rmtree(self.path)
         self.samples.mkdir(parents=True, exist_ok=True)
+        (self.path / MANIFEST).write_text(json.dumps({"gankit": "run folder", "format": RUN_FORMAT,
+                                                      "writes": sorted(WRITTEN)}) + "\n")
         self.config.write_text(cfg.to_json() + "\n")
+
+    def _check_replaceable(self) -> None:
+        """Refuse, touching nothing, unless this folder is a gankit run folder holding only what
+        gankit writes. A folder from before MANIFEST existed counts if its config.json is a
+        gankit config."""
+        foreign = sorted(p.name for p in self.path.iterdir()
+                         if p.name not in WRITTEN and not (p.name.startswith(".") and ".tmp" in p.name))
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise GankitError(f"--out {self.path}: holds files gankit did not write ({shown}); refusing to "
+                              f"overwrite it (move them, or choose another --out)")
+        if not (self.path / MANIFEST).exists():
+            try:
+                Config.from_dict(json.loads(self.config.read_text()), origin=str(self.config))
+            except Exception:
+                raise GankitError(f"--out {self.path}: not a gankit run folder (no {MANIFEST} and no gankit "
+                                  f"config.json); refusing to overwrite") from None
 
     def sample_path(self, step: int) -> Path:
         return self.samples / f"step-{step:06d}.png"
