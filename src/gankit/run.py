@@ -12,6 +12,8 @@ one, and are loaded with ``weights_only=True`` (no pickled code is ever executed
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
@@ -26,10 +28,11 @@ from gankit.errors import GankitError
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
 MANIFEST = ".gankit-run.json"  # marks a folder that gankit created, so --overwrite may replace it
+LOCK = ".gankit-lock"  # flock'ed by the process training in the folder; holds its PID
 RUN_FORMAT = 1
 # Everything gankit writes into a run folder (train, eval, report, and make run's sample grid).
 # --overwrite replaces a folder only when it holds nothing else.
-WRITTEN = {MANIFEST, "config.json", "stats.jsonl", "metrics.jsonl", "metrics.json", CHECKPOINT, "checkpoint-best.pt",
+WRITTEN = {MANIFEST, LOCK, "config.json", "stats.jsonl", "metrics.jsonl", "metrics.json", CHECKPOINT, "checkpoint-best.pt",
            "samples", "tensorboard", "report.html", "final.png"}
 
 
@@ -49,12 +52,14 @@ class RunDir:
         write: nothing else of the user's is ever deleted."""
         if self.path.exists() and not self.path.is_dir():
             raise GankitError(f"--out {self.path}: exists and is not a folder")
-        if self.path.exists() and any(self.path.iterdir()):
+        if self.path.exists() and any(p.name != LOCK for p in self.path.iterdir()):
             if not overwrite:
                 raise GankitError(f"--out {self.path}: run folder exists; use --resume {self.path} to continue "
                                   f"it, --overwrite to replace it, or another --out")
             self._check_replaceable()
-            shutil.rmtree(self.path)
+            for p in self.path.iterdir():  # all but the lock this process holds
+                if p.name != LOCK:
+                    shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
         self.samples.mkdir(parents=True, exist_ok=True)
         (self.path / MANIFEST).write_text(json.dumps({"gankit": "run folder", "format": RUN_FORMAT,
                                                       "writes": sorted(WRITTEN)}) + "\n")
@@ -76,6 +81,36 @@ class RunDir:
             except Exception:
                 raise GankitError(f"--out {self.path}: not a gankit run folder (no {MANIFEST} and no gankit "
                                   f"config.json); refusing to overwrite") from None
+
+    @contextlib.contextmanager
+    def hold(self):
+        """Hold the run folder for this process while it trains (made first if it is missing): a
+        second gankit on the same folder is refused in one line naming the holder's PID. An flock
+        is released by the OS when its process dies, so a kill -9 never leaves a stale lock."""
+        if self.path.exists() and not self.path.is_dir():
+            raise GankitError(f"--out {self.path}: exists and is not a folder")
+        made = not self.path.exists()
+        try:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise GankitError(f"--out {self.path}: cannot create the run folder ({e.strerror})") from None
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+                raise GankitError(f"--out {self.path}: another gankit process (PID {holder}) is training in this "
+                                  f"run folder; wait for it or choose another --out") from None
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+            yield self
+        finally:
+            os.close(fd)  # releases the flock
+            if made and {p.name for p in self.path.iterdir()} <= {LOCK}:  # refused before anything was written
+                (self.path / LOCK).unlink(missing_ok=True)
+                with contextlib.suppress(OSError):
+                    self.path.rmdir()
 
     def sample_path(self, step: int) -> Path:
         return self.samples / f"step-{step:06d}.png"

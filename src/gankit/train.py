@@ -9,6 +9,7 @@ trains on its own shard of every global batch (see gankit.distributed).
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import threading
 from pathlib import Path
@@ -23,7 +24,7 @@ from gankit.config import Config, validate
 from gankit.errors import GankitError
 from gankit.losses import LOSSES, PROBABILITY_LOSSES, clip_weights, gradient_penalty
 from gankit.monitor import TrainingDiverged  # noqa: F401  (part of the API)
-from gankit.run import load_checkpoint
+from gankit.run import RunDir, load_checkpoint
 from gankit.session import Session, load_data  # noqa: F401  (load_data is part of the API)
 
 
@@ -141,8 +142,9 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
         raise GankitError("--out: a run folder is required")
     world = distributed.init("cuda" if cfg.device.startswith("cuda") or
                              (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    try:
-        return _loop(cfg, resume_from, overwrite, progress, world)
+    try:  # the main process holds the run folder for the whole run
+        with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
+            return _loop(cfg, resume_from, overwrite, progress, world)
     finally:
         distributed.shutdown(world)
 
