@@ -255,3 +255,30 @@ def test_a_second_process_on_a_run_folder_is_refused(tmp_path, tiny_data):
         holder.wait()
     resume(cfg.out, steps=4, progress=False)  # the lock died with its process
     assert RunDir(cfg.out).read_stats()[-1]["step"] == 4
+
+
+def test_resume_refuses_a_foreign_checkpoint_and_names_edits(tmp_path, tiny_data, capsys):
+    import json
+    import shutil
+
+    a = small_config("cs231n-gan", tmp_path / "a")
+    b = small_config("cs231n-lsgan", tmp_path / "b")
+    train(a, progress=False)
+    train(b, progress=False)
+    stats = RunDir(a.out).stats.read_text()
+    shutil.copy(RunDir(b.out).checkpoint, RunDir(a.out).checkpoint)  # another run's checkpoint dropped in
+    with pytest.raises(GankitError, match=r"checkpoint is a cs231n-lsgan run on mnist but .*config.json says "
+                                          r"cs231n-gan on mnist"):
+        resume(a.out, steps=4, progress=False)
+    assert RunDir(a.out).stats.read_text() == stats  # nothing rewritten
+    # an edit of config.json: named, and the checkpoint's config wins
+    config = json.loads(RunDir(b.out).config.read_text())
+    RunDir(b.out).config.write_text(json.dumps({**config, "lr_g": 0.5}))
+    capsys.readouterr()
+    resume(b.out, steps=4, progress=False)
+    err = capsys.readouterr().err
+    assert "differs from the checkpoint's config in lr_g (0.5 in config.json" in err and "checkpoint's config wins" in err
+    assert json.loads(RunDir(b.out).config.read_text())["lr_g"] == config["lr_g"]
+    RunDir(b.out).config.write_text("[1, 2]")  # a config.json holding a list
+    with pytest.raises(GankitError, match="not a readable config"):
+        resume(b.out, steps=5, progress=False)

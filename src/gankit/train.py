@@ -10,7 +10,9 @@ trains on its own shard of every global batch (see gankit.distributed).
 from __future__ import annotations
 
 import contextlib
+import json
 import signal
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Callable
@@ -130,10 +132,39 @@ def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
     state = load_checkpoint(run)
+    check_folder_config(Path(run), state["config"])
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
     return _fit(cfg, resume_from=state, overwrite=False, progress=progress)
+
+
+def check_folder_config(run: Path, saved: Config) -> None:
+    """The run folder's config.json against the checkpoint's own config: a checkpoint of another
+    recipe or dataset (dropped into the folder) is refused; any other difference (an edit of
+    config.json) is named in one line, and the checkpoint's config wins."""
+    path = run / "config.json" if run.is_dir() else run.parent / "config.json"
+    if not path.exists():
+        return
+    try:
+        folder = json.loads(path.read_text())
+        if not isinstance(folder, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise GankitError(f"{path}: not a readable config ({e}); the checkpoint holds the run's config: "
+                          f"restore config.json or delete it to resume from the checkpoint") from None
+    ours = saved.to_dict()
+    for key in ("recipe", "dataset"):
+        if key in folder and folder[key] != ours[key]:
+            raise GankitError(f"--resume {run}: the checkpoint is a {ours['recipe']} run on {ours['dataset']} but "
+                              f"{path} says {folder.get('recipe')} on {folder.get('dataset')}; refusing to mix "
+                              f"two runs (is the checkpoint from another run?)")
+    changed = [f"{k} ({folder[k]!r} in config.json, {ours[k]!r} in the checkpoint)"
+               for k in sorted(folder) if k in ours and k != "out" and folder[k] != ours[k]]
+    if changed:
+        print(f"gankit: note: {path} differs from the checkpoint's config in {', '.join(changed)}; the checkpoint's "
+              f"config wins and config.json is rewritten from it (change a budget with --steps/--epochs)",
+              file=sys.stderr)
 
 
 def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
