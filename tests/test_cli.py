@@ -62,8 +62,14 @@ def test_info_and_dry_run(capsys):
     (["train", "cs231n-dcgan", "--dataset", "toy:ring8", "--out", "{tmp}/r"], "needs 1x28x28 images"),
     (["train", "--resume", "{tmp}/missing"], "no such run folder"),
     (["sample", "{tmp}"], "no checkpoint.pt"),
+    (["train", "toy", "--epochs", "inf", "--out", "{tmp}/r"], "epochs=inf: must be a finite number"),
+    (["train", "toy", "--set", "lr_g=inf", "--out", "{tmp}/r"], "lr_g=inf: must be a finite number"),
+    (["train", "toy", "--set", "betas_d=0.5,nan", "--out", "{tmp}/r"], "betas_d=[0.5, nan]: must be a finite number"),
+    (["train", "toy", "--seed", "99999999999999999999999", "--out", "{tmp}/r"], "seed=99999999999999999999999: must be"),
+    (["train", "toy", "--out", "{tmp}/file/r"], "cannot create the run folder"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
+    (tmp_path / "file").write_text("not a folder")  # for --out under a file
     assert main([a.replace("{tmp}", str(tmp_path)) for a in args]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("gankit: error: ") and message in err and "\n" not in err

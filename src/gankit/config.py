@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -143,6 +144,12 @@ def validate(cfg: Config) -> None:
         if not ok:
             raise GankitError(msg)
 
+    for f in fields(cfg):  # inf and nan pass every comparison below, and train into NaN later
+        v = getattr(cfg, f.name)
+        values = v if isinstance(v, list) else [v]
+        need(all(math.isfinite(x) for x in values if isinstance(x, float)), f"{f.name}={v}: must be a finite number")
+    need(0 <= cfg.seed < 2 ** 63, f"seed={cfg.seed}: must be in 0..2^63-1")
+    need(0 <= cfg.data_seed < 2 ** 63, f"data_seed={cfg.data_seed}: must be in 0..2^63-1")
     need(cfg.loss in LOSSES, f"loss={cfg.loss!r}: unknown (known: {', '.join(LOSSES)})")
     need(cfg.optimizer in ("adam", "rmsprop"), f"optimizer={cfg.optimizer!r}: expected adam or rmsprop")
     need(cfg.noise in ("normal", "uniform", "uniform_signed"),
