@@ -110,3 +110,21 @@ def test_eval_every_eval_and_report(tmp_path, monkeypatch):
 def test_eval_every_needs_an_evaluator_dataset(capsys):
     assert main(["train", "toy", "--eval-every", "10", "--out", "x"]) == 2
     assert "--eval-every: the metrics need an evaluator network" in capsys.readouterr().err
+
+
+def test_outputs_that_cannot_be_written_are_one_line_and_leave_nothing(tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", "toy", "--steps", "2", "--out", str(run), "--no-progress"]) == 0
+    (tmp_path / "d").mkdir()
+    cases = [(["sample", str(run), "-o", str(tmp_path / "d")], "is a folder; give a file name"),
+             (["report", str(run), "-o", str(tmp_path / "nope" / "x.html")], "does not exist")]
+    for args, message in cases:
+        capsys.readouterr()
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith("gankit: error: ") and message in err and "\n" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d", "run"]  # no d.tmp, no nope/
+    (run / "metrics.json").write_text('{"fid": 1')  # truncated
+    assert main(["report", str(run)]) == 2
+    assert "metrics.json: not valid JSON" in capsys.readouterr().err
+    assert not (run / "report.html").exists()

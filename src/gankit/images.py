@@ -10,6 +10,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from gankit.errors import GankitError
+
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
     """Images in [-1, 1] (float) -> uint8 in [0, 255]; uint8 input passes through."""
@@ -34,10 +36,17 @@ def make_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndar
 def _save(img: Image.Image, path: str | os.PathLike) -> None:
     # Temp file + rename: a reader (or a crash) never sees half a PNG.
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.is_dir():
+        raise GankitError(f"{path}: is a folder; give a file name for the PNG (e.g. {path / 'grid.png'})")
     tmp = path.with_name(path.name + ".tmp")
-    img.save(tmp, format="PNG")
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        img.save(tmp, format="PNG")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise GankitError(f"{path}: cannot write the PNG ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:

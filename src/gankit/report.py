@@ -72,13 +72,13 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     run = RunDir(run_path)
     if not run.config.exists():
         raise GankitError(f"{run_path}: not a gankit run folder (no config.json)")
-    try:
-        cfg = json.loads(run.config.read_text())
-    except json.JSONDecodeError:
-        raise GankitError(f"{run.config}: not valid JSON") from None
+    target = Path(out) if out else run.path / "report.html"
+    if not target.parent.is_dir():
+        raise GankitError(f"-o {target}: the folder {target.parent} does not exist")
+    cfg = _read_object(run.config)
     stats = run.read_stats()
     history = run.read_stats(run.metrics)
-    final = json.loads((run.path / "metrics.json").read_text()) if (run.path / "metrics.json").exists() else {}
+    final = _read_object(run.path / "metrics.json") if (run.path / "metrics.json").exists() else {}
     grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
 
     charts = []
@@ -136,8 +136,23 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             "svg.chart{margin:4px;border:1px solid #eee}table{border-collapse:collapse}"
             "td,th{border:1px solid #ddd;padding:2px 8px;font-size:13px;text-align:left}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
-    target = Path(out) if out else run.path / "report.html"
     tmp = target.with_name(target.name + ".tmp")
-    tmp.write_text(page)
-    os.replace(tmp, target)
+    try:
+        tmp.write_text(page)
+        os.replace(tmp, target)
+    except OSError as e:
+        raise GankitError(f"{target}: cannot write the report ({e.strerror or e})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
     return target
+
+
+def _read_object(path: Path) -> dict:
+    """A JSON object from the run folder, or one line saying what is wrong with the file."""
+    try:
+        value = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise GankitError(f"{path}: not valid JSON (truncated?); rewrite it (gankit eval RUN rewrites metrics.json)") from None
+    if not isinstance(value, dict):
+        raise GankitError(f"{path}: expected a JSON object, got a {type(value).__name__}")
+    return value
