@@ -282,3 +282,23 @@ def test_resume_refuses_a_foreign_checkpoint_and_names_edits(tmp_path, tiny_data
     RunDir(b.out).config.write_text("[1, 2]")  # a config.json holding a list
     with pytest.raises(GankitError, match="not a readable config"):
         resume(b.out, steps=5, progress=False)
+
+
+def test_checkpoints_whose_weights_do_not_fit_are_one_line(tmp_path, tiny_data):
+    from gankit.sample import sample
+
+    a = small_config("cs231n-gan", tmp_path / "a")
+    b = small_config("mlp-gan", tmp_path / "b")
+    train(a, progress=False)
+    train(b, progress=False)
+    state = torch.load(RunDir(a.out).checkpoint, weights_only=True)
+    state["G"] = torch.load(RunDir(b.out).checkpoint, weights_only=True)["G"]  # another recipe's G
+    torch.save(state, tmp_path / "mixed.pt")
+    with pytest.raises(GankitError, match=r"mixed.pt: its G does not fit the networks of recipe cs231n-gan "
+                                          r"\((size mismatch|Missing|Unexpected)"):
+        sample(tmp_path / "mixed.pt", n=4, out=tmp_path / "x.png")
+    del state["G"]
+    torch.save(state, tmp_path / "no-g.pt")
+    with pytest.raises(GankitError, match="no-g.pt: the checkpoint has no G"):
+        sample(tmp_path / "no-g.pt", n=4, out=tmp_path / "x.png")
+    assert not (tmp_path / "x.png").exists()

@@ -182,3 +182,20 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
         raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
     state["config"] = Config.from_dict(state["config"], origin=str(path))
     return state
+
+
+def load_into(obj: Any, state: dict[str, Any], key: str, origin: str | os.PathLike) -> None:
+    """obj.load_state_dict(state[key]) for a network or optimiser, with one line naming the checkpoint
+    where the entry is missing or does not fit (weights of another recipe or size, say)."""
+    recipe = getattr(state.get("config"), "recipe", "?")
+    if key not in state:
+        raise GankitError(f"{origin}: the checkpoint has no {key}; not a complete gankit checkpoint")
+    try:
+        obj.load_state_dict(state[key])
+    except (RuntimeError, ValueError, KeyError, TypeError) as e:
+        lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+        detail = next((line for line in lines if "size mismatch" in line or "Missing" in line or "Unexpected" in line),
+                      lines[0] if lines else type(e).__name__)
+        raise GankitError(f"{origin}: its {key} does not fit the networks of recipe {recipe} "
+                          f"({detail[:160]})") from None
+

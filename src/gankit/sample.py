@@ -9,7 +9,7 @@ import torch
 
 from gankit.images import save_grid, save_points
 from gankit.recipes import get as get_recipe
-from gankit.run import load_checkpoint
+from gankit.run import load_checkpoint, load_into
 from gankit.build import pick_device, sample_noise
 
 
@@ -20,8 +20,8 @@ def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
     cfg = state["config"]
     G, D = get_recipe(cfg.recipe).nets(cfg)
-    G.load_state_dict(state["G"])
-    D.load_state_dict(state.get("D_ema", state["D"]))
+    load_into(G, state, "G", run_or_checkpoint)
+    load_into(D, state, "D_ema" if "D_ema" in state else "D", run_or_checkpoint)
     return G.to(dev).eval(), D.to(dev).eval(), cfg
 
 

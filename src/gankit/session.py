@@ -17,7 +17,7 @@ from gankit.errors import GankitError
 from gankit.hardware import resolve_precision
 from gankit.images import make_grid, save_grid, save_points
 from gankit.monitor import Monitor, tensorboard_writer
-from gankit.run import RunDir
+from gankit.run import RunDir, load_into
 from gankit.semi import SemiSupervised
 
 
@@ -106,7 +106,7 @@ class Session:
         """Weights, optimisers, step and RNG streams from a checkpoint; the logs are cut back to its step."""
         cfg, world, run = self.cfg, self.world, self.run
         for name, obj in (("G", self.G), ("D", self.D), ("opt_g", self.opt_g), ("opt_d", self.opt_d)):
-            obj.load_state_dict(state[name])
+            load_into(obj, state, name, run.checkpoint)
         self.step = step = state["step"]
         rng = state["rng"]
         torch.set_rng_state(rng["ranks"][world.rank] if world.size > 1 else rng["torch"])
