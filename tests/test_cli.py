@@ -66,7 +66,7 @@ def test_info_and_dry_run(capsys):
     (["train", "toy", "--set", "lr_g=inf", "--out", "{tmp}/r"], "lr_g=inf: must be a finite number"),
     (["train", "toy", "--set", "betas_d=0.5,nan", "--out", "{tmp}/r"], "betas_d=[0.5, nan]: must be a finite number"),
     (["train", "toy", "--seed", "99999999999999999999999", "--out", "{tmp}/r"], "seed=99999999999999999999999: must be"),
-    (["train", "toy", "--out", "{tmp}/file/r"], "cannot create the run folder"),
+    (["train", "toy", "--out", "{tmp}/file/r"], "cannot create or write in the run folder"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")  # for --out under a file

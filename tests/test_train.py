@@ -83,7 +83,7 @@ def test_checkpoint_write_is_atomic(tmp_path, tiny_data, monkeypatch):
         raise OSError("disk full")
 
     monkeypatch.setattr(torch, "save", broken_save)
-    with pytest.raises(OSError):
+    with pytest.raises(GankitError, match=r"checkpoint.pt: cannot write \(disk full\)"):
         RunDir(cfg.out).save_checkpoint({"format": 1})
     assert (tmp_path / "cs231n-gan" / "checkpoint.pt").read_bytes() == before
     assert [p.name for p in (tmp_path / "cs231n-gan").iterdir() if "tmp" in p.name] == []
@@ -302,3 +302,21 @@ def test_checkpoints_whose_weights_do_not_fit_are_one_line(tmp_path, tiny_data):
     with pytest.raises(GankitError, match="no-g.pt: the checkpoint has no G"):
         sample(tmp_path / "no-g.pt", n=4, out=tmp_path / "x.png")
     assert not (tmp_path / "x.png").exists()
+
+
+def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoint(tmp_path, tiny_data, monkeypatch):
+    cfg = small_config("cs231n-gan", tmp_path, steps=4, checkpoint_every=2)
+    real_save, calls = torch.save, {"n": 0}
+
+    def save(obj, f, *args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:  # the checkpoint of step 4
+            real_save(obj, f, *args, **kwargs)
+            raise RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 1 vs 0")
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(torch, "save", save)
+    with pytest.raises(GankitError, match=r"checkpoint.pt: cannot write \(no space left on device\); the previous"):
+        train(cfg, progress=False)
+    assert load_checkpoint(cfg.out)["step"] == 2  # the last good one, intact
+    assert not [p.name for p in (tmp_path / "cs231n-gan").iterdir() if ".tmp" in p.name]

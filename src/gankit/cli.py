@@ -198,7 +198,7 @@ def cmd_eval(args) -> None:
     from pathlib import Path
 
     from gankit.evaluate import evaluate_run
-    from gankit.run import find_checkpoint
+    from gankit.run import find_checkpoint, write_text_atomic
 
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
                           seed=args.seed)
@@ -209,9 +209,7 @@ def cmd_eval(args) -> None:
             print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
                   "" if floor is None else f"  (real vs real: {floor:.4g})")
     out = find_checkpoint(args.run).parent / "metrics.json"
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(json.dumps(result, indent=2) + "\n")
-    os.replace(tmp, out)
+    write_text_atomic(out, json.dumps(result, indent=2) + "\n")  # the metrics above are printed either way
     print(f"wrote {Path(out)}")
 
 

@@ -16,7 +16,7 @@ import os
 from pathlib import Path
 
 from gankit.errors import GankitError
-from gankit.run import RunDir
+from gankit.run import RunDir, write_text_atomic
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "gp": "gradient penalty",
@@ -136,14 +136,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             "svg.chart{margin:4px;border:1px solid #eee}table{border-collapse:collapse}"
             "td,th{border:1px solid #ddd;padding:2px 8px;font-size:13px;text-align:left}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>\n")
-    tmp = target.with_name(target.name + ".tmp")
-    try:
-        tmp.write_text(page)
-        os.replace(tmp, target)
-    except OSError as e:
-        raise GankitError(f"{target}: cannot write the report ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(target, page)
     return target
 
 

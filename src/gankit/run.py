@@ -94,7 +94,7 @@ class RunDir:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise GankitError(f"--out {self.path}: cannot create the run folder ({e.strerror})") from None
+            raise GankitError(f"--out {self.path}: cannot create or write in the run folder ({e.strerror})") from None
         try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -116,8 +116,14 @@ class RunDir:
         return self.samples / f"step-{step:06d}.png"
 
     def append_stats(self, row: dict[str, Any]) -> None:
-        with open(self.stats, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append(self.stats, row)
+
+    def _append(self, path: Path, row: dict[str, Any]) -> None:
+        try:
+            with open(path, "a") as f:
+                f.write(json.dumps(row) + "\n")
+        except OSError as e:
+            raise GankitError(f"{path}: cannot write ({_reason(e)}); the last checkpoint is kept") from None
 
     def read_stats(self, path: Path | None = None) -> list[dict[str, Any]]:
         """The rows of stats.jsonl (or another .jsonl of the run); [] if it does not exist yet."""
@@ -134,29 +140,50 @@ class RunDir:
         return rows
 
     def append_metrics(self, row: dict[str, Any]) -> None:
-        with open(self.metrics, "a") as f:
-            f.write(json.dumps(row) + "\n")
+        self._append(self.metrics, row)
 
     def truncate_stats(self, step: int) -> None:
         """Drop stats and metrics logged after `step`: on resume they are about to be redone."""
         for path in (self.stats, self.metrics):
             if path.exists():
                 rows = [r for r in self.read_stats(path) if r["step"] <= step]
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in rows))
-                os.replace(tmp, path)
+                write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
     def save_checkpoint(self, state: dict[str, Any], best: bool = False) -> None:
         save_atomic(state, self.best if best else self.checkpoint)
 
 
 def save_atomic(obj: Any, path: Path) -> None:
+    """torch.save to a temp file renamed into place: a full disk or a read-only folder is one line,
+    and the previous file at `path` (the last good checkpoint) is kept as it was."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         torch.save(obj, tmp)
         os.replace(tmp, path)
+    except (OSError, RuntimeError) as e:  # torch.save reports ENOSPC as a RuntimeError of its zip writer
+        raise GankitError(f"{path}: cannot write ({_reason(e)}); the previous file, if any, is kept") from None
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Text to a temp file renamed into place, with one line when it cannot be written."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text)
+        os.replace(tmp, path)
+    except OSError as e:
+        raise GankitError(f"{path}: cannot write ({_reason(e)})") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _reason(e: Exception) -> str:
+    if isinstance(e, OSError) and e.strerror:
+        return e.strerror
+    text = str(e)
+    return "no space left on device" if "enforce fail" in text or "No space" in text else text.splitlines()[0][:120]
 
 
 def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
