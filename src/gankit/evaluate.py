@@ -35,6 +35,7 @@ from typing import Any, Iterable, Iterator
 import torch
 from tqdm.auto import tqdm
 
+from gankit import assets
 from gankit import data as datasets
 from gankit.errors import GankitError
 from gankit.metrics.evaluator import DATASETS, Evaluator
@@ -149,7 +150,7 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
 
 def default_cache_dir() -> Path:
     """$GANKIT_DATA/stats, else ~/.cache/gankit/stats (beside the datasets of gankit.data)."""
-    return Path(os.environ.get("GANKIT_DATA") or os.path.expanduser("~/.cache/gankit")) / "stats"
+    return assets.cache_root() / "stats"
 
 
 def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None) -> torch.Tensor:

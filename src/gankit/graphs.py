@@ -24,14 +24,16 @@ from typing import Callable
 
 import torch
 
+from gankit.config import Config, is_semi_supervised
+
 Step = Callable[[int], dict]
 
 
-def graphable(cfg, device: torch.device, world_size: int) -> bool:
+def graphable(cfg: Config, device: torch.device, world_size: int) -> bool:
     """Whether a run's step is captured: a plain GAN (not semi-supervised) in one process on a GPU,
     not under torch.compile (whose reduce-overhead mode would capture it its own way)."""
     return (cfg.cuda_graph and device.type == "cuda" and world_size == 1 and not cfg.compile
-            and not (cfg.labels_per_class or cfg.label_rate))
+            and not is_semi_supervised(cfg))
 
 
 def snapshot(nets, optimizers) -> dict:
@@ -109,7 +111,6 @@ def static_step(body: Callable[[list[torch.Tensor]], dict], batches: Callable[[i
         graph.replay()
         return stats
 
-    replay.graph = graph
     return replay
 
 

