@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from gankit.errors import GankitError
+from gankit.files import sha256
 
 CHUNK = 1 << 20
 
@@ -107,20 +108,16 @@ def _get(name: str) -> Asset:
     return ASSETS[name]
 
 
-def _intact(p: Path, sha256: str) -> bool:
+def _intact(p: Path, digest: str) -> bool:
     """Whether `p` is a file with this sha256; hashed once per process while its size and mtime stay."""
-    h = hashlib.sha256()
     try:
         st = p.stat()
         stamp = (st.st_size, st.st_mtime_ns)
         if _INTACT.get(p) == stamp:
             return True
-        with open(p, "rb") as f:
-            while block := f.read(CHUNK):
-                h.update(block)
+        if sha256(p) != digest:
+            return False
     except OSError:  # missing or unreadable: not a copy to use
-        return False
-    if h.hexdigest() != sha256:
         return False
     _INTACT[p] = stamp
     return True

@@ -198,8 +198,12 @@ def cmd_eval(args) -> None:
     from pathlib import Path
 
     from gankit.evaluate import evaluate_run
-    from gankit.run import find_checkpoint, write_text_atomic
+    from gankit.files import write_text_atomic
+    from gankit.run import find_checkpoint
 
+    out = find_checkpoint(args.run).parent / "metrics.json"
+    if not os.access(out.parent, os.W_OK):  # say so before minutes of evaluation, not after
+        raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
                           seed=args.seed)
     width = max(map(len, result))
@@ -208,7 +212,6 @@ def cmd_eval(args) -> None:
             floor = result.get(f"{k}_floor")
             print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
                   "" if floor is None else f"  (real vs real: {floor:.4g})")
-    out = find_checkpoint(args.run).parent / "metrics.json"
     write_text_atomic(out, json.dumps(result, indent=2) + "\n")  # the metrics above are printed either way
     print(f"wrote {Path(out)}")
 

@@ -45,7 +45,7 @@ from gankit.metrics.inception_score import inception_score
 from gankit.metrics.modes import class_coverage
 from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats
-from gankit.run import save_atomic
+from gankit.files import save_atomic
 from gankit.sample import load_networks
 from gankit.build import pick_device, sample_noise
 

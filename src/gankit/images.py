@@ -11,6 +11,7 @@ import torch
 from PIL import Image, ImageDraw
 
 from gankit.errors import GankitError
+from gankit.files import write_atomic
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
@@ -34,19 +35,14 @@ def make_grid(x: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndar
 
 
 def _save(img: Image.Image, path: str | os.PathLike) -> None:
-    # Temp file + rename: a reader (or a crash) never sees half a PNG.
     path = Path(path)
     if path.is_dir():
         raise GankitError(f"{path}: is a folder; give a file name for the PNG (e.g. {path / 'grid.png'})")
-    tmp = path.with_name(path.name + ".tmp")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        img.save(tmp, format="PNG")
-        os.replace(tmp, path)
     except OSError as e:
         raise GankitError(f"{path}: cannot write the PNG ({e.strerror or e})") from None
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_atomic(path, lambda tmp: img.save(tmp, format="PNG"))  # a reader (or a crash) never sees half a PNG
 
 
 def save_grid(x: torch.Tensor, path: str | os.PathLike, nrow: int | None = None) -> None:

@@ -16,7 +16,8 @@ import os
 from pathlib import Path
 
 from gankit.errors import GankitError
-from gankit.run import RunDir, write_text_atomic
+from gankit.files import write_text_atomic
+from gankit.run import RunDir
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "gp": "gradient penalty",

@@ -16,14 +16,17 @@ import contextlib
 import fcntl
 import json
 import os
+import pickle
+import re
 import shutil
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 from gankit.config import Config
 from gankit.errors import GankitError
+from gankit.files import reason, remove_stale_temps, save_atomic, write_text_atomic
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -90,6 +93,7 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise GankitError(f"--out {self.path}: exists and is not a folder")
         made = not self.path.exists()
+        lock_made = made or not (self.path / LOCK).exists()
         try:
             self.path.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
@@ -107,10 +111,11 @@ class RunDir:
             yield self
         finally:
             os.close(fd)  # releases the flock
-            if made and {p.name for p in self.path.iterdir()} <= {LOCK}:  # refused before anything was written
+            if lock_made and not (self.path / MANIFEST).exists():  # refused before this became a run folder
                 (self.path / LOCK).unlink(missing_ok=True)
-                with contextlib.suppress(OSError):
-                    self.path.rmdir()
+                if made:
+                    with contextlib.suppress(OSError):
+                        self.path.rmdir()
 
     def sample_path(self, step: int) -> Path:
         return self.samples / f"step-{step:06d}.png"
@@ -123,65 +128,52 @@ class RunDir:
             with open(path, "a") as f:
                 f.write(json.dumps(row) + "\n")
         except OSError as e:
-            raise GankitError(f"{path}: cannot write ({_reason(e)}); the last checkpoint is kept") from None
+            raise GankitError(f"{path}: cannot write ({reason(e)}); the last checkpoint is kept") from None
 
     def read_stats(self, path: Path | None = None) -> list[dict[str, Any]]:
-        """The rows of stats.jsonl (or another .jsonl of the run); [] if it does not exist yet."""
-        path = path or self.stats
+        """The rows of stats.jsonl (or another .jsonl of the run); [] if it does not exist yet. An
+        incomplete last line (a crash mid-append, or a run still writing it) is left out."""
+        return self._read_rows(path or self.stats)[0]
+
+    def _read_rows(self, path: Path) -> tuple[list[dict[str, Any]], str | None]:
+        """-> (rows, the torn last line or None)."""
         if not path.exists():
-            return []
+            return [], None
+        text = path.read_text()
+        lines = text.splitlines()
         rows = []
-        for i, line in enumerate(path.read_text().splitlines(), 1):
+        for i, line in enumerate(lines, 1):
             if line.strip():
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
+                    if i == len(lines) and not text.endswith("\n"):
+                        return rows, line
                     raise GankitError(f"{path}: line {i} is not JSON") from None
-        return rows
+        return rows, None
 
     def append_metrics(self, row: dict[str, Any]) -> None:
         self._append(self.metrics, row)
 
-    def truncate_stats(self, step: int) -> None:
-        """Drop stats and metrics logged after `step`: on resume they are about to be redone."""
+    def truncate_stats(self, step: int) -> list[str]:
+        """Drop stats and metrics logged after `step` (on resume they are about to be redone) and an
+        incomplete last line; -> a note for each incomplete line dropped."""
+        notes = []
         for path in (self.stats, self.metrics):
+            rows, torn = self._read_rows(path)
+            if torn is not None:
+                notes.append(f"{path}: dropped its incomplete last line (written when the run was stopped "
+                             f"mid-write): {torn[:40]!r}")
             if path.exists():
-                rows = [r for r in self.read_stats(path) if r["step"] <= step]
-                write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+                write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
+        return notes
+
+    def remove_stale_temps(self) -> list[str]:
+        """Delete temp files left in the folder by a process killed mid-write; their names."""
+        return remove_stale_temps(self.path) + [f"samples/{n}" for n in remove_stale_temps(self.samples)]
 
     def save_checkpoint(self, state: dict[str, Any], best: bool = False) -> None:
         save_atomic(state, self.best if best else self.checkpoint)
-
-
-def save_atomic(obj: Any, path: Path) -> None:
-    """torch.save to a temp file renamed into place: a full disk or a read-only folder is one line,
-    and the previous file at `path` (the last good checkpoint) is kept as it was. torch.save
-    reports ENOSPC as a RuntimeError of its zip writer."""
-    _write_atomic(path, lambda tmp: torch.save(obj, tmp), (OSError, RuntimeError),
-                  "; the previous file, if any, is kept")
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Text to a temp file renamed into place, with one line when it cannot be written."""
-    _write_atomic(Path(path), lambda tmp: tmp.write_text(text), (OSError,))
-
-
-def _write_atomic(path: Path, write: Callable[[Path], Any], errors: tuple[type[Exception], ...], after: str = "") -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    except errors as e:
-        raise GankitError(f"{path}: cannot write ({_reason(e)}){after}") from None
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _reason(e: Exception) -> str:
-    if isinstance(e, OSError) and e.strerror:
-        return e.strerror
-    text = str(e)
-    return "no space left on device" if "enforce fail" in text or "No space" in text else text.splitlines()[0][:120]
 
 
 def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
@@ -201,12 +193,23 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
     path = find_checkpoint(run_or_checkpoint)
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # corrupt zip, truncated file, foreign pickle...
-        raise GankitError(f"{path}: not a readable gankit checkpoint ({type(e).__name__}: {str(e)[:120]})") from None
+    except pickle.UnpicklingError as e:
+        culprit = re.search(r"GLOBAL ([\w.]+)", str(e))  # what weights_only refused to import and call
+        if culprit is None:
+            raise GankitError(f"{path}: not a readable gankit checkpoint (damaged, or not a torch.save file)") from None
+        raise GankitError(f"{path}: holds pickled code or objects ({culprit.group(1)}), not just weights; it was not "
+                          f"loaded (gankit never runs code from a checkpoint)") from None
+    except Exception as e:  # corrupt zip, truncated file...
+        raise GankitError(f"{path}: not a readable gankit checkpoint ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
     state["config"] = Config.from_dict(state["config"], origin=str(path))
     return state
+
+
+def _first_line(e: Exception) -> str:
+    lines = [line.strip() for line in str(e).splitlines() if line.strip()]
+    return f"{type(e).__name__}: {lines[0][:160]}" if lines else type(e).__name__
 
 
 def load_into(obj: Any, state: dict[str, Any], key: str, origin: str | os.PathLike) -> None:

@@ -15,6 +15,7 @@ from gankit.build import BatchIndices, autocast, build, compile_or_eager, mixes_
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
 from gankit.hardware import resolve_precision
+from gankit.files import write_text_atomic
 from gankit.images import make_grid, save_grid, save_points
 from gankit.monitor import Monitor, tensorboard_writer
 from gankit.run import RunDir, load_into
@@ -115,7 +116,16 @@ class Session:
         if step >= self.num_steps:
             raise GankitError(f"--resume {cfg.out}: already at step {step} of {self.num_steps}; pass a larger "
                               f"--steps or --epochs")
-        distributed.first(lambda: (run.truncate_stats(step), run.config.write_text(cfg.to_json() + "\n")), world)
+
+        def tidy() -> None:  # the folder as of the checkpoint: logs cut back, temp files of a killed run gone
+            stale = run.remove_stale_temps()
+            notes = run.truncate_stats(step) + ([f"{run.path}: removed {len(stale)} temp file(s) left by a process "
+                                                 f"killed mid-write ({', '.join(stale[:3])})"] if stale else [])
+            write_text_atomic(run.config, cfg.to_json() + "\n")
+            for note in notes:
+                print(f"gankit: note: {note}", file=sys.stderr)
+
+        distributed.first(tidy, world)
 
     # ---------------------------------------------------------------- data
 

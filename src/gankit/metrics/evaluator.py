@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -26,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gankit.errors import GankitError
-from gankit.run import save_atomic
+from gankit.files import save_atomic, sha256, write_text_atomic
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "evaluators"
 DATASETS = ("mnist", "fashion-mnist")
@@ -68,14 +67,6 @@ def weights_paths(dataset: str, weights_dir: str | Path | None = None) -> tuple[
     return folder / f"{dataset}.pt", folder / f"{dataset}.json"
 
 
-def file_sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def weights_fingerprint(net: nn.Module) -> str:
     """sha256 of a network's parameters and buffers, for evaluators built in memory (no file to hash)."""
     h = hashlib.sha256()
@@ -94,14 +85,9 @@ def save_weights(net: EvaluatorNet, dataset: str, weights_dir: str | Path | None
     state = {"format": WEIGHTS_FORMAT, "dataset": dataset, "hparams": dict(net.hparams),
              "state_dict": {k: v.detach().cpu().contiguous() for k, v in net.state_dict().items()}}
     save_atomic(state, path)
-    record = {"dataset": dataset, "file": path.name, "sha256": file_sha256(path), "bytes": path.stat().st_size,
+    record = {"dataset": dataset, "file": path.name, "sha256": sha256(path), "bytes": path.stat().st_size,
               **(provenance or {})}
-    tmp = info_path.with_name(f".{info_path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(record, indent=2) + "\n")
-        os.replace(tmp, info_path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    write_text_atomic(info_path, json.dumps(record, indent=2) + "\n")
     return path, info_path
 
 
@@ -132,7 +118,7 @@ class Evaluator:
             raise GankitError(f"{path}: its provenance file {info_path.name} is missing; {retrain}") from None
         except (ValueError, KeyError, TypeError) as e:
             raise GankitError(f"{info_path}: not a readable provenance file ({type(e).__name__}: {e}); {retrain}") from None
-        actual = file_sha256(path)
+        actual = sha256(path)
         if actual != expected:
             raise GankitError(f"{path}: corrupt evaluator weights (sha256 {actual[:12]}... but {info_path.name} "
                               f"records {str(expected)[:12]}...); {retrain}")
