@@ -25,6 +25,8 @@ from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import inception_features
 from gankit.metrics.stats import mean_cov
 
+from common import machine
+
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -68,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
                     np.abs(np.asarray(helper.eval_feats_list) - f_other.numpy()).max())
     rel = abs(fid_gankit - fid_helper) / abs(fid_helper)
     print(f"{args.dataset}: {n} test images (uint8) vs {n} train images (float, +N(0, 0.1^2) noise), "
-          f"torch {torch.__version__}, {torch.get_num_threads()} threads")
+          f"on {machine()}")
     print(f"  gankit fid_inception : {fid_gankit:.4f}   ({t_gankit / (2 * n):.3f} s/image)")
     print(f"  FidHelper            : {fid_helper:.4f}   ({t_helper / (2 * n):.3f} s/image)")
     print(f"  relative difference  : {100 * rel:.4f}%   max |feature difference| {feat_diff:.2e}")

@@ -41,7 +41,8 @@ from gankit.metrics import fid_inception as fi
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.stats import mean_cov
 
-OUT = Path(__file__).resolve().parent / "out" / "fid_inception_speed.json"
+from common import OUT, machine
+
 FLOOR_SHAPES = [(32, 192, 192, 35, 3), (32, 768, 192, 17, 1), (32, 384, 384, 17, 3)]  # batch, C_in, C_out, H = W, k
 
 
@@ -161,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--before", type=int, default=0, metavar="N", help="also time N images through the TorchScript path")
     p.add_argument("--bf16_check", "--bf16-check", type=int, default=0, metavar="N",
                    help="compare fp32 and bf16 features and FID on N vs N MNIST images")
-    p.add_argument("--out", type=Path, default=OUT)
+    p.add_argument("--out", type=Path, default=OUT / "fid_inception_speed.json")
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -171,8 +172,7 @@ def main(argv: list[str] | None = None) -> int:
     run = {"cpu": hardware.cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
            "device": hw.name if device.type == "cuda" else "cpu", "threads": torch.get_num_threads(),
            "precision": precision, "precision_why": why, "torch": torch.__version__, "python": platform.python_version()}
-    print(f"{run['cpu']} ({run['cpu_capability']}), device {run['device']}, {run['threads']} threads, "
-          f"precision {precision} ({why}), torch {run['torch']}", flush=True)
+    print(f"{machine()}; device {run['device']}, precision {precision} ({why})", flush=True)
 
     gflop = gflop_per_image()
     g = torch.Generator().manual_seed(0)

@@ -15,15 +15,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 import time
-from pathlib import Path
 
 import numpy as np
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
-from gankit.hardware import inspect  # noqa: E402
+from common import machine
 
 # (batch, in, out) of cs231n-gan's layers: G 96-1024-1024-784, D on real+fake 784-256-256-1
 SHAPES = [(128, 96, 1024), (128, 1024, 1024), (128, 1024, 784), (256, 784, 256), (256, 256, 256)]
@@ -50,10 +47,9 @@ def main() -> None:
         from threadpoolctl import threadpool_info, threadpool_limits
     except ImportError:
         raise SystemExit("benchmarks/gemm.py needs threadpoolctl (pip install threadpoolctl) to set numpy's threads")
-    hw = inspect("cpu")
     blas = ", ".join(f"{i['internal_api']} {i.get('version') or ''}".strip() for i in threadpool_info())
-    print(f"{hw.name} ({hw.describe()}), torch {torch.__version__} "
-          f"({'MKL' if torch.backends.mkl.is_available() else 'no MKL'}), numpy {np.__version__} ({blas})")
+    print(f"{machine()}; torch {'with' if torch.backends.mkl.is_available() else 'without'} MKL, "
+          f"numpy {np.__version__} ({blas})")
     for threads in [int(t) for t in args.threads.split(",")]:
         torch.set_num_threads(threads)
         with threadpool_limits(limits=threads, user_api="blas"):

@@ -21,13 +21,12 @@ import json
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from throughput import MNIST_RECIPES, OUT, ROOT, gankit_run, hardware_record, seed_style  # noqa: E402
+from common import DOCS, OUT, hardware_record, measured_by, notes, provenance, write_doc
+from throughput import MNIST_RECIPES, gankit_run, seed_style
 
 STEPS = {"tlx-mlp": 1200, "cs231n-gan": 600, "cs231n-lsgan": 600, "mlp-gan": 600, "cs231n-dcgan": 300,
          "dcgan64": 150, "wgan": 60, "wgan-gp": 60, "improved-gan": 600, "ssgan": 150}
@@ -132,9 +131,10 @@ def kernel_profile(name: str, batch_size: int, steps: int = 5) -> dict:
             "top": [(e.key[:90], round(e.self_device_time_total / total, 4)) for e in top], "not_channels_last": sorted(not_cl)}
 
 
-def write_doc(res: dict) -> None:
+def render_doc(res: dict) -> str:
+    """docs/performance-gpu.md from the results in benchmarks/out/gpu.json."""
     lines = ["# Performance on a GPU", "",
-             f"Measured by `{res['command']}` on {res['machine']}, {res['date']}; {res['rounds']} alternating rounds, "
+             f"{measured_by(res)}; {res['rounds']} alternating rounds, "
              "median. The CPU figures are in [performance.md](performance.md).", "",
              "| recipe | batch | precision | steps per round (seed-style / gankit) | seed-style img/s | gankit eager img/s "
              "| gankit (CUDA graph) img/s | graph / eager | speed-up over seed-style (rounds) |",
@@ -153,10 +153,7 @@ def write_doc(res: dict) -> None:
                   f"of GPU kernels per step, {100 * p['layout_share']:.0f}% in cuDNN's NCHW/NHWC conversions; "
                   f"tensors not channels_last: {', '.join(p['not_channels_last']) or 'none'}. Top kernels: "
                   + "; ".join(f"{k} {100 * v:.0f}%" for k, v in p["top"][:8]) + "."]
-    notes = ROOT / "benchmarks" / "gpu-notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    (ROOT / "docs" / "performance-gpu.md").write_text("\n".join(lines) + "\n")
+    return "\n".join(lines + notes("gpu-notes.md")) + "\n"
 
 
 def main() -> None:
@@ -174,13 +171,10 @@ def main() -> None:
     args = ap.parse_args()
     if not torch.cuda.is_available():
         if args.write_doc and (OUT / "gpu.json").exists():  # rewrite the doc from the results measured on a GPU
-            write_doc(json.loads((OUT / "gpu.json").read_text()))
+            write_doc(DOCS / "performance-gpu.md", render_doc(json.loads((OUT / "gpu.json").read_text())))
             return
         raise SystemExit("benchmarks/gpu.py needs a CUDA GPU (use benchmarks/throughput.py on a CPU)")
-    props, hw = torch.cuda.get_device_properties(0), hardware_record("cuda")
-    res = {"command": "python " + " ".join(["benchmarks/gpu.py", *sys.argv[1:]]),
-           "machine": f"{props.name} ({props.total_memory / 2 ** 30:.0f} GiB, {hw['describe']}), torch {torch.__version__}",
-           "hardware": hw, "date": time.strftime("%Y-%m-%d"), "rounds": args.rounds, "recipes": []}
+    res = {**provenance(), "hardware": hardware_record("cuda"), "rounds": args.rounds, "recipes": []}
     print(res["machine"], flush=True)
     OUT.mkdir(parents=True, exist_ok=True)
     for batch_size in [int(b) for b in args.batch_sizes.split(",")] if args.batch_sizes else [None]:
@@ -199,7 +193,7 @@ def main() -> None:
         print(json.dumps(p, indent=1), flush=True)
         (OUT / "gpu.json").write_text(json.dumps(res, indent=2))
     if args.write_doc:
-        write_doc(res)
+        write_doc(DOCS / "performance-gpu.md", render_doc(res))
 
 
 if __name__ == "__main__":

@@ -13,13 +13,12 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 import tempfile
-import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+import throughput
+from common import OUT, hardware_record, provenance
+
 EPOCHS = {"cs231n-gan": 2, "cs231n-dcgan": 1}
 
 
@@ -61,16 +60,12 @@ def main() -> None:
         line["within_noise"] = gap <= max(line["fp32"]["fid_std"], line["bf16"]["fid_std"])
         summary.append(line)
     OUT.mkdir(parents=True, exist_ok=True)
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    import throughput
-
-    hw = throughput.hardware_record("cpu")
-    doc = {"command": "python " + " ".join(["benchmarks/precision.py", *sys.argv[1:]]), "date": time.strftime("%Y-%m-%d"),
-           "hardware": hw, "num_samples": args.num_samples, "seeds": args.seeds, "runs": results, "summary": summary}
+    hw = hardware_record("cpu")
+    doc = {**provenance(), "hardware": hw, "num_samples": args.num_samples, "seeds": args.seeds, "runs": results, "summary": summary}
     (OUT / "precision.json").write_text(json.dumps(doc, indent=2))
     tp = OUT / f"throughput-{hw['machine_class']}.json"  # this machine class's section of docs/performance.md
     if tp.exists():
-        throughput.write_doc(json.loads(tp.read_text()))
+        throughput.update_doc(json.loads(tp.read_text()))
     for line in summary:
         print(f"{line['recipe']}: FID fp32 {line['fp32']['fid_mean']:.2f} ± {line['fp32']['fid_std']:.2f}, "
               f"bf16 {line['bf16']['fid_mean']:.2f} ± {line['bf16']['fid_std']:.2f}, within noise: {line['within_noise']}")

@@ -16,34 +16,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
-import platform
 import shutil
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import torch
+from common import DOCS, OUT, machine, notes, write_doc
+from ssl_mnist import BEGIN, END
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
-DOCS = ROOT / "docs"
 # Epochs per recipe: the seed's full budget where it fits in minutes on a 2-core CPU, else less.
 BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 10,
           "dcgan64": 1, "wgan": 1, "wgan-gp": 1}
-
-
-def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads"
 
 
 def run_recipe(name: str, epochs: float, dataset: str, num_samples: int) -> dict:
@@ -73,7 +56,9 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int) -> dict
     return row
 
 
-def write_doc(results: dict) -> None:
+def render_doc(results: dict, old: str) -> str:
+    """docs/results.md from `results` (recipe -> row), keeping the semi-supervised section of the
+    `old` doc, which benchmarks/ssl_mnist.py owns."""
     lines = ["# Results: every recipe on MNIST", "",
              "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
              "`gankit train RECIPE --epochs E` run with the recipe's own settings (bf16 autocast on the CPU), "
@@ -102,18 +87,13 @@ def write_doc(results: dict) -> None:
     machines = sorted({r["machine"] for r in results.values()})
     lines += ["", "Machine: " + "; ".join(machines) + ".", "", "Commands:", ""]
     lines += [f"    {r['command']}" for r in results.values()]
-    notes = ROOT / "benchmarks" / "results-notes.md"
-    if notes.exists():
-        lines += ["", notes.read_text().strip()]
-    old = (DOCS / "results.md").read_text() if (DOCS / "results.md").exists() else ""
-    begin, end = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
-    if begin in old and end in old:  # keep the section benchmarks/ssl_mnist.py owns
-        lines += ["", old[old.index(begin):old.index(end) + len(end)]]
-    (DOCS / "results.md").write_text("\n".join(lines) + "\n")
+    lines += notes("results-notes.md")
+    if BEGIN in old and END in old:
+        lines += ["", old[old.index(BEGIN):old.index(END) + len(END)]]
+    return "\n".join(lines) + "\n"
 
 
 def main() -> None:
-    sys.path.insert(0, str(ROOT / "src"))
     from gankit.recipes import RECIPES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -131,7 +111,9 @@ def main() -> None:
     for name in args.recipes.split(","):
         results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples)
         store.write_text(json.dumps(results, indent=2))
-        write_doc({k: results[k] for k in RECIPES if k in results})
+        doc = DOCS / "results.md"
+        write_doc(doc, render_doc({k: results[k] for k in RECIPES if k in results},
+                                  doc.read_text() if doc.exists() else ""))
 
 
 if __name__ == "__main__":

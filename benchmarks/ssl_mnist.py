@@ -24,17 +24,11 @@ import json
 import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import torch
+from common import DOCS, OUT, notes, provenance, write_doc
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recipes import machine  # noqa: E402
-
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
-RESULTS = ROOT / "docs" / "results.md"
+RESULTS = DOCS / "results.md"
 BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
 REFERENCE = "93 ± 6.5 test errors (0.93%) with 100 labels (Salimans et al. 2016, Table 1; 300 epochs)"
 
@@ -90,20 +84,28 @@ def mean_std(values: list[float]) -> str:
     return f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f}"
 
 
-def write_doc() -> None:
+def update_doc() -> None:
+    """Rewrite the semi-supervised section of docs/results.md from every benchmarks/out/ssl-*.json."""
     files = sorted(OUT.glob("ssl-*.json"), key=lambda f: f.stem.replace("-e", "~e"))  # a run before its resumption
     if not files:
         raise SystemExit("no benchmarks/out/ssl-*.json yet: run the benchmark first")
+    old = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
+    write_doc(RESULTS, render_doc([json.loads(f.read_text()) for f in files], old))
+    print(f"wrote {RESULTS}")
+
+
+def render_doc(results: list[dict], old: str) -> str:
+    """The `old` docs/results.md with its semi-supervised section (added where missing) rendered
+    from `results`, the contents of the ssl-*.json files in order."""
     lines = [BEGIN, "## Semi-supervised classification (MNIST test split, 10,000 images)", "",
              f"Published reference for improved-gan: {REFERENCE}. Test errors are counted after the last epoch "
              "(no choice by test error); mean ± standard deviation over data seeds (each seed picks another "
              "labelled subset and initialisation). Baseline: the same classifier trained on the same labelled "
-             "images alone (`--baseline`).", ""]
-    for f in files:
-        res = json.loads(f.read_text())
+             "images alone (`--baseline`)."]
+    for res in results:
         resumed = " (the runs above, continued)" if "--resume-epochs" in res["command"] else ""
         resumed += f", with {', '.join(res['settings'])}" if res.get("settings") else ""
-        lines += [f"### On {res['device']}: {res['machine']}{resumed}", "",
+        lines += ["", f"### On {res['device']}: {res['machine']}{resumed}", "",
                   f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
                                                           if res["jobs"] > 1 else "") + ".", "",
                   "| recipe | labels | epochs | precision | seeds | GAN: test errors | baseline: test errors "
@@ -129,18 +131,10 @@ def write_doc() -> None:
                 marks = sorted({0, 1, 2, 4, 9, 19, 29, 49, 99, 149, 199, 299, len(steps) - 1} & set(range(len(steps))))
                 lines += ["", f"`{recipe}` test errors during training (mean over seeds), by epoch: " +
                           ", ".join(f"{steps[i] // per_epoch}: {means[i]:.0f}" for i in marks) + "."]
-        lines.append("")
-    notes = ROOT / "benchmarks" / "ssl-notes.md"
-    if notes.exists():
-        lines += [notes.read_text().strip(), ""]
-    lines.append(END)
-    text = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
-    if BEGIN in text:
-        text = text[:text.index(BEGIN)] + "\n".join(lines) + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip() + "\n\n" + "\n".join(lines) + "\n"
-    RESULTS.write_text(text)
-    print(f"wrote {RESULTS}")
+    lines += [*notes("ssl-notes.md"), "", END]
+    if BEGIN in old:
+        return old[:old.index(BEGIN)] + "\n".join(lines) + old[old.index(END) + len(END):]
+    return old.rstrip() + "\n\n" + "\n".join(lines) + "\n"
 
 
 def main() -> None:
@@ -162,7 +156,7 @@ def main() -> None:
     ap.add_argument("--write-doc", action="store_true", help="only rewrite docs/results.md from the results so far")
     args = ap.parse_args()
     if args.write_doc:
-        write_doc()
+        update_doc()
         return
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = (False,) if args.no_baseline else (False, True)
@@ -172,10 +166,7 @@ def main() -> None:
     if args.resume_epochs:
         plan = [("improved-gan", s, args.resume_epochs, False) for s in seeds]
     dev = args.device.split(":")[0]
-    desc = torch.cuda.get_device_name(0) if dev == "cuda" else machine()
-    res = {"command": "python " + " ".join(["benchmarks/ssl_mnist.py", *sys.argv[1:]]), "machine": desc,
-           "device": "a GPU" if dev == "cuda" else "a CPU", "date": time.strftime("%Y-%m-%d"), "jobs": args.jobs,
-           "runs": []}
+    res = {**provenance(), "device": "a GPU" if dev == "cuda" else "a CPU", "jobs": args.jobs, "runs": []}
     OUT.mkdir(parents=True, exist_ok=True)
     tag = "-".join(filter(None, [args.precision, args.tag or "-".join(i.partition("=")[0] for i in args.set)]))
     res["settings"] = args.set

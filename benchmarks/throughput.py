@@ -31,7 +31,6 @@ import argparse
 import json
 import os
 import re
-import shlex
 import statistics
 import subprocess
 import sys
@@ -43,38 +42,16 @@ import torch
 
 from gankit import hardware
 
-ROOT = Path(__file__).resolve().parent.parent
-OUT = ROOT / "benchmarks" / "out"
+from common import (DOCS, OUT, hardware_record, matmul_peak, measured_by, notes, peak_rss_mib, peak_rss_reset,
+                    provenance, write_doc)
+
 MNIST_RECIPES = ["tlx-mlp", "cs231n-gan", "cs231n-lsgan", "cs231n-dcgan", "mlp-gan", "dcgan64", "wgan", "wgan-gp"]
 # Timed steps per round (after warm-up steps), sized so that a round takes seconds, not minutes.
 STEPS = {"tlx-mlp": 600, "cs231n-gan": 300, "cs231n-lsgan": 300, "mlp-gan": 300, "cs231n-dcgan": 60,
          "dcgan64": 10, "wgan": 6, "wgan-gp": 6}
-DOC = ROOT / "docs" / "performance.md"
+DOC = DOCS / "performance.md"
 KERNELS = ("addmm", "mm", "bmm", "linear", "convolution", "conv2d", "conv_transpose", "mkldnn", "_convolution",
            "convolution_backward", "mkldnn_convolution")
-
-
-def peak_rss_reset() -> None:
-    try:  # Linux: writing 5 to clear_refs resets VmHWM, the peak resident set size
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        pass
-
-
-def peak_rss_mib() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) / 1024
-    return float("nan")
-
-
-def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
-    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
-    a @ b
-    t = time.perf_counter()
-    for _ in range(reps):
-        a @ b
-    return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
 
 
 # ---------------------------------------------------------------- the tutorials' loop
@@ -262,30 +239,23 @@ def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: 
             "compile": compiled}
 
 
-def machine_class(hw: hardware.Hardware) -> str:
-    """A short slug for what decides the figures: cpu-avx2, cpu-avx512, cpu-avx512-bf16, cpu-amx, cuda-sm90."""
-    if hw.device == "cuda":
-        return "cuda-" + hw.capability.replace("_", "")
-    if "AMX" in hw.capability:
-        return "cpu-amx"
-    base = hw.capability.split(" + ")[0].lower()  # torch's kernel level: avx2, avx512, default, ...
-    return f"cpu-{base}-bf16" if hw.native_bf16 else f"cpu-{base}"
-
-
-def hardware_record(device: str) -> dict:
-    """The device's facts as gankit.hardware sees them, and its machine class, for a results file."""
-    hw = hardware.inspect(device)
-    return {"device": hw.device, "name": hw.name, "capability": hw.capability, "native_bf16": hw.native_bf16,
-            "describe": hw.describe(), "machine_class": machine_class(hw)}
-
-
-def write_doc(res: dict) -> None:
+def update_doc(res: dict) -> None:
     """Replace this machine class's section of docs/performance.md (or add it), keep the others."""
+    prec_file = OUT / "precision.json"
+    prec = json.loads(prec_file.read_text()) if prec_file.exists() else None
+    sections = read_sections(DOC.read_text() if DOC.exists() else "")
+    sections[res["hardware"]["machine_class"]] = render_section(res, prec)
+    write_doc(DOC, render_doc(sections))
+
+
+def render_section(res: dict, prec: dict | None) -> str:
+    """A machine class's section: its throughput results, and benchmarks/precision.py's `prec` if
+    measured on the same class."""
     hw = res["hardware"]
     bf16 = "" if hw["native_bf16"] else f" ({res['peak_bf16_n']}x{res['peak_bf16_n']}, emulated: no native bf16)"
     precisions = sorted({r["precision"] for r in res["recipes"]})
     lines = [f"## {hw['machine_class']}: {hw['name']}, {res['date']}", "",
-             "Measured by `" + res["command"] + "` on " + res["machine"] + f", {res['date']}. "
+             measured_by(res) + ". "
              f"The gankit runs trained in {' and '.join(precisions)} (the *precision* column: each recipe's "
              "precision, `auto` resolved on this CPU); the seed-style loop is always float32. "
              "Every number in this section comes from that one run; re-run it to check them on your machine.", "",
@@ -310,8 +280,6 @@ def write_doc(res: dict) -> None:
             c = r["compile"]
             lines.append(f"| `{r['recipe']}` | {c['eager_img_s']:.0f} | {c['compiled_img_s']:.0f} | "
                          f"{c['compiled_img_s'] / c['eager_img_s']:.2f}x |")
-    prec_file = OUT / "precision.json"
-    prec = json.loads(prec_file.read_text()) if prec_file.exists() else None
     if prec and prec.get("hardware", {}).get("machine_class") == hw["machine_class"]:  # measured on this class
         lines += ["", f"Quality in bf16 against fp32 (`{prec['command']}`, {prec['date']}): FID in the MNIST evaluator's "
                   f"embedding against the test split, {prec['num_samples']} samples, seeds {prec['seeds']}; "
@@ -323,9 +291,7 @@ def write_doc(res: dict) -> None:
             lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {a['fid_mean']:.2f} ± {a['fid_std']:.2f} | "
                          f"{b['fid_mean']:.2f} ± {b['fid_std']:.2f} | {a['is_mean']:.2f} / {b['is_mean']:.2f} | "
                          f"{a['train_s_mean']:.0f} s / {b['train_s_mean']:.0f} s | {'yes' if r['within_noise'] else 'no'} |")
-    sections = read_sections(DOC.read_text() if DOC.exists() else "")
-    sections[hw["machine_class"]] = "\n".join(lines)
-    DOC.write_text(render_doc(sections))
+    return "\n".join(lines)
 
 
 SECTION = re.compile(r"<!-- machine: (\S+) -->\n(.*?)\n<!-- /machine -->", re.S)
@@ -344,13 +310,10 @@ def render_doc(sections: dict[str, str]) -> str:
              "per machine class: the CPU's instruction set decides how fast the kernels run and whether bf16 is "
              "native, and so which precision `auto` picks (`gankit.hardware`). Sections: "
              + "; ".join(f"**{h}**" for h in headings) + ". A run with `--write-doc` replaces its own machine "
-             "class's section and keeps the others. GPU figures are in [performance-gpu.md](performance-gpu.md).", ""]
+             "class's section and keeps the others. GPU figures are in [performance-gpu.md](performance-gpu.md)."]
     for cls, text in sections.items():
-        lines += [f"<!-- machine: {cls} -->", text, "<!-- /machine -->", ""]
-    notes = ROOT / "benchmarks" / "performance-notes.md"
-    if notes.exists():
-        lines += [notes.read_text().strip()]
-    return "\n".join(lines).rstrip() + "\n"
+        lines += ["", f"<!-- machine: {cls} -->", text, "<!-- /machine -->"]
+    return "\n".join(lines + notes("performance-notes.md")) + "\n"
 
 
 def main() -> None:
@@ -375,11 +338,9 @@ def main() -> None:
         saved = OUT / f"throughput-{hw['machine_class']}.json"
         if not saved.exists():
             raise SystemExit(f"--doc-only: no results in {saved}; run the benchmark first")
-        write_doc(json.loads(saved.read_text()))
+        update_doc(json.loads(saved.read_text()))
         return
-    res = {"command": "python " + shlex.join(["benchmarks/throughput.py", *sys.argv[1:]]),
-           "machine": f"{hw['name']} ({hw['describe']}), {os.cpu_count()} cores, torch {torch.__version__}",
-           "hardware": hw, "date": time.strftime("%Y-%m-%d"), "peak_fp32": matmul_peak(torch.float32),
+    res = {**provenance(), "hardware": hw, "peak_fp32": matmul_peak(torch.float32),
            "peak_bf16_n": 2048 if hw["native_bf16"] else 512, "recipes": []}  # emulated: 2048 would take minutes
     res["peak_bf16"] = matmul_peak(torch.bfloat16, res["peak_bf16_n"])
     print(f"{res['machine']}: matmul peak {res['peak_fp32']:.0f} GFLOP/s fp32, {res['peak_bf16']:.0f} bf16", flush=True)
@@ -399,7 +360,7 @@ def main() -> None:
               f"RSS {r['seed_style_rss_mib']:.0f}/{r['gankit_rss_mib']:.0f} MiB", flush=True)
         out.write_text(json.dumps(res, indent=2))
     if args.write_doc:
-        write_doc(res)
+        update_doc(res)
 
 
 if __name__ == "__main__":
