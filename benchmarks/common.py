@@ -10,10 +10,13 @@ import shlex
 import sys
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import torch
 
 from gankit import hardware
+from gankit.build import build, mixes_samples
+from gankit.distributed import World
 from gankit.files import write_text_atomic
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -100,3 +103,11 @@ def matmul_peak(dtype: torch.dtype, n: int = 2048, reps: int = 10) -> float:
     for _ in range(reps):
         a @ b
     return 2 * n ** 3 * reps / (time.perf_counter() - t) / 1e9
+
+
+def step_state(cfg, device: torch.device) -> SimpleNamespace:
+    """What gankit.steps.gan_update reads of a run's State (networks, optimisers, precision), built
+    without data or a run folder, to time or profile the step alone."""
+    G, D, opt_g, opt_d = build(cfg, device)
+    return SimpleNamespace(cfg=cfg, G=G, D=D, G_run=G, D_run=D, opt_g=opt_g, opt_d=opt_d, world=World(),
+                           amp=hardware.autocast(cfg.precision, device), joint=not mixes_samples(D))

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import torch
 
-from common import DOCS, OUT, hardware_record, measured_by, notes, provenance, write_doc
+from common import DOCS, OUT, hardware_record, measured_by, notes, provenance, step_state, write_doc
 from throughput import MNIST_RECIPES, gankit_run, seed_style
 
 STEPS = {"tlx-mlp": 1200, "cs231n-gan": 600, "cs231n-lsgan": 600, "mlp-gan": 600, "cs231n-dcgan": 300,
@@ -38,13 +38,15 @@ def one_recipe(name: str, rounds: int, warmup: int, batch_size: int | None = Non
     alternating rounds, at the recipe's batch size or `batch_size`."""
     from gankit.hardware import resolve_precision
     from gankit.recipes import get
-    from gankit.train import load_data
+    from gankit.config import with_data
+    from gankit.data import load_split
 
     cfg = get(name).config(out="unused", device="cuda", eval_every=0)
     if batch_size:
         cfg.batch_size = batch_size
     precision = resolve_precision(cfg.precision, "cuda")[0]  # what the gankit run trains in
-    data = load_data(cfg)
+    data = load_split(cfg)
+    cfg = with_data(cfg, data)
     steps = max(20, STEPS[name] * 128 // cfg.batch_size)
     seed_rates, eager_rates, graph_rates = [], [], []
     with tempfile.TemporaryDirectory() as tmp:
@@ -75,16 +77,14 @@ def kernel_profile(name: str, batch_size: int, steps: int = 5) -> dict:
     a conv net that is not channels_last (a layout conversion waiting to happen)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gankit import distributed
-    from gankit.build import autocast, build, mixes_samples
     from gankit.recipes import get
-    from gankit.train import train_step
+    from gankit.steps import gan_update
 
-    cfg = get(name).config(out="unused", device="cuda", batch_size=batch_size)
-    cfg.data_shape = [1, cfg.image_size or 28, cfg.image_size or 28]
+    size = get(name).config().image_size or 28
+    cfg = get(name).config(out="unused", device="cuda", batch_size=batch_size, data_shape=[1, size, size])
     device = torch.device("cuda")
-    G, D, opt_g, opt_d = build(cfg, device)
-    amp, joint = autocast(cfg, device), not mixes_samples(D)
+    s = step_state(cfg, device)
+    G, D = s.G, s.D
     x = (torch.rand(batch_size * cfg.n_critic, *cfg.data_shape, device=device) * 2 - 1).contiguous(
         memory_format=torch.channels_last)
     not_cl = set()
@@ -101,7 +101,7 @@ def kernel_profile(name: str, batch_size: int, steps: int = 5) -> dict:
              if not list(m.children())]
 
     def step():
-        return train_step(G, D, G, opt_g, opt_d, cfg, list(x.chunk(cfg.n_critic)), amp, distributed.World(), joint)
+        return gan_update(s, list(x.chunk(cfg.n_critic)))
 
     for _ in range(3):
         step()

@@ -43,7 +43,7 @@ import torch
 from gankit import hardware
 
 from common import (DOCS, OUT, hardware_record, matmul_peak, measured_by, notes, peak_rss_mib, peak_rss_reset,
-                    provenance, write_doc)
+                    provenance, step_state, write_doc)
 
 MNIST_RECIPES = ["tlx-mlp", "cs231n-gan", "cs231n-lsgan", "cs231n-dcgan", "mlp-gan", "dcgan64", "wgan", "wgan-gp"]
 # Timed steps per round (after warm-up steps), sized so that a round takes seconds, not minutes.
@@ -75,7 +75,7 @@ def seed_style(cfg, data, steps: int, warmup: int, device: str = "cpu") -> float
     nets on the device, each batch copied there as the tutorials do)."""
     from gankit.losses import LOSSES, clip_weights, gradient_penalty
     from gankit.recipes import get
-    from gankit.train import sample_noise
+    from gankit.sample import sample_noise
 
     torch.manual_seed(cfg.seed)
     G, D = get(cfg.recipe).nets(cfg)
@@ -145,7 +145,7 @@ def step_flops(cfg) -> float:
 
     from gankit.losses import LOSSES
     from gankit.recipes import get
-    from gankit.train import sample_noise
+    from gankit.sample import sample_noise
 
     G, D = get(cfg.recipe).nets(cfg)
     x_real = torch.rand(cfg.batch_size, *cfg.data_shape) * 2 - 1
@@ -166,20 +166,16 @@ def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
     and the optimiser steps, seconds of that kernel + optimiser time per step)."""
     from torch.profiler import ProfilerActivity, profile
 
-    from gankit import distributed
-    from gankit.train import autocast, build, mixes_samples, train_step
+    from gankit.steps import gan_update
 
-    device = torch.device("cpu")
     torch.manual_seed(0)
-    G, D, opt_g, opt_d = build(cfg, device)
-    amp, world = autocast(cfg, device), distributed.World()
-    joint = not mixes_samples(D)
+    s = step_state(cfg, torch.device("cpu"))
     x_all = data.x[:cfg.batch_size * cfg.n_critic * (steps + 2)]
 
     def step(i):
         batches = [(i * cfg.n_critic + j) % (len(x_all) // cfg.batch_size) for j in range(cfg.n_critic)]
         x_reals = [x_all[b * cfg.batch_size:(b + 1) * cfg.batch_size].float().div_(127.5).sub_(1) for b in batches]
-        train_step(G, D, G, opt_g, opt_d, cfg, x_reals, amp, world, joint)
+        gan_update(s, x_reals)
 
     step(0)
     with profile(activities=[ProfilerActivity.CPU]) as prof:
@@ -195,11 +191,13 @@ def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
 
 def one_recipe(name: str, rounds: int, steps: int, warmup: int, compile_rounds: int = 0) -> dict:
     from gankit.recipes import get
-    from gankit.train import load_data
+    from gankit.config import with_data
+    from gankit.data import load_split
 
     cfg = get(name).config(out="unused")
     precision = hardware.resolve_precision(cfg.precision, "cpu")[0]  # what the gankit run trains in
-    data = load_data(cfg)
+    data = load_split(cfg)
+    cfg = with_data(cfg, data)
     torch.set_num_threads(os.cpu_count() or 1)
     seed_rates, gankit_rates, seed_rss, gankit_rss = [], [], [], []
     with tempfile.TemporaryDirectory() as tmp:

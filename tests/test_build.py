@@ -4,7 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from gankit.build import compile_or_eager, pick_device
+from gankit.build import compile_or_eager
+from gankit.hardware import pick_device
 from gankit.distributed import World
 from gankit.errors import GankitError
 from gankit.run import load_checkpoint

@@ -144,3 +144,14 @@ def test_evaluate_errors(tiny_evaluator, tmp_path):
         evaluate((RECIPES["mlp-gan"].nets(toy)[0], toy), num_samples=20, **kw)
     with pytest.raises(GankitError, match="a tensor of images in"):
         evaluate("runs/x", num_samples=20, **kw)
+
+
+def test_evaluation_and_sampling_import_no_trainer_code():
+    import subprocess
+    import sys
+
+    code = ("import sys, gankit.evaluate, gankit.sample, gankit.report; "
+            "print(sorted(m for m in sys.modules if m in ('gankit.train', 'gankit.steps', 'gankit.semi', "
+            "'gankit.build', 'gankit.graphs', 'gankit.monitor')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"

@@ -163,3 +163,15 @@ def test_clip_weights():
     clip_weights(D, 0.01)
     assert D.weight.abs().max() <= 0.01 and D.bias.abs().max() <= 0.01
     assert (D.weight.abs() == 0.01).any()
+
+
+def test_every_objective_says_what_it_logs():
+    from gankit.losses import LOGS
+
+    assert set(LOGS) == set(LOSSES)
+    d_real, d_fake = torch.tensor([2.0, 0.0]), torch.tensor([-1.0, 1.0])
+    for name, logs in LOGS.items():
+        row = logs(d_real, d_fake)
+        assert row and all(v.dim() == 0 and torch.isfinite(v) for v in row.values()), name
+    assert LOGS["wasserstein"](d_real, d_fake)["w_dist"] == pytest.approx(1.0)  # E[D(x)] - E[D(G(z))]
+    assert LOGS["nonsaturating"](d_real, d_fake)["d_x"] == pytest.approx((torch.sigmoid(d_real).mean()).item())

@@ -39,9 +39,13 @@ def test_report_holds_grids_curves_metrics_and_config(run):
 def test_report_errors_name_the_folder(tmp_path):
     with pytest.raises(GankitError, match="not a gankit run folder"):
         build_report(tmp_path)
-    (tmp_path / "config.json").write_text("{")
+    (tmp_path / "config.json").write_text("{")  # a broken config.json alone: not known to be gankit's
+    with pytest.raises(GankitError, match="not a gankit run folder"):
+        build_report(tmp_path)
+    (tmp_path / ".gankit-run.json").write_text('{"gankit": "run folder"}')  # gankit's folder, broken config
     with pytest.raises(GankitError, match="config.json: not valid JSON"):
         build_report(tmp_path)
+    assert not (tmp_path / "report.html").exists()
 
 
 def chromium(*args, tmp_path):

@@ -12,7 +12,8 @@ from gankit.metrics import mode_coverage
 from gankit.recipes import RECIPES
 from gankit.run import RunDir, load_checkpoint
 from gankit.sample import load_generator
-from gankit.train import TrainingDiverged, resume, train
+from gankit.monitor import TrainingDiverged
+from gankit.train import resume, train
 
 from test_recipes import small_config
 
@@ -62,7 +63,7 @@ def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, monkeypat
         d, g = real(d_real, d_fake)
         return (d * float("nan"), g) if calls["n"] > 44 else (d, g)
 
-    monkeypatch.setitem(gankit.train.LOSSES, "nonsaturating", poisoned)
+    monkeypatch.setitem(gankit.losses.LOSSES, "nonsaturating", poisoned)
     cfg = small_config("cs231n-gan", tmp_path, steps=40, log_every=5, checkpoint_every=10)
     with pytest.raises(TrainingDiverged, match=r"d_loss became nan by step 25.*step 20"):
         train(cfg, progress=False)
@@ -193,7 +194,7 @@ def test_bf16_and_fp32_by_flag_differ_only_in_arithmetic(tmp_path, tiny_data):
 
 def test_batch_shards_partition_each_global_batch():
     from gankit.distributed import World
-    from gankit.train import BatchIndices
+    from gankit.data import BatchIndices
 
     n, bs, world = 1000, 16, 3
     shards = [BatchIndices(n, bs, seed=5, device=torch.device("cpu"), world=World(r, world)) for r in range(world)]

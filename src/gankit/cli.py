@@ -9,6 +9,9 @@ import sys
 import time
 
 from gankit.errors import GankitError
+from gankit.hardware import PRECISIONS
+from gankit.metrics import METRICS
+from gankit.run import find_checkpoint
 
 EXAMPLES = """examples:
   gankit recipes
@@ -38,8 +41,42 @@ def _positive(kind):
     return parse
 
 
+# The train flags that set one config field each: (flag, field, argparse options). --set KEY=VALUE reaches them all.
+TRAIN_FLAGS = [
+    ("--dataset", "dataset", dict(help="mnist | fashion-mnist | folder:PATH | toy:ring8 | toy:grid25")),
+    ("--data-dir", "data_dir", dict(help="folder with the IDX files (or where to download them)")),
+    ("--steps", "steps", dict(type=_positive(int), help="total generator steps")),
+    ("--epochs", "epochs", dict(type=_positive(float), help="passes over the training split (default: the recipe's)")),
+    ("--batch-size", "batch_size", dict(type=_positive(int))),
+    ("--seed", "seed", dict(type=int)),
+    ("--device", "device", dict(help="auto | cpu | cuda | cuda:N (default auto)")),
+    ("--out", "out", dict(help="run folder (default runs/RECIPE-TIME)")),
+    ("--precision", "precision", dict(choices=PRECISIONS, help="auto (default): bf16 autocast where the device runs "
+                                      "bf16 natively (AMX, AVX-512 BF16, CUDA sm_80+), else float32; bf16 or fp32 "
+                                      "to force one")),
+    ("--threads", "threads", dict(type=_positive(int), help="CPU threads per process (default: all cores)")),
+    ("--compile", "compile", dict(action="store_true", default=None, help="torch.compile G and D")),
+    ("--eval-every", "eval_every", dict(type=_positive(int), help="every N steps, write fid/is/modes to "
+                                        "metrics.jsonl and keep checkpoint-best.pt (mnist, fashion-mnist)")),
+    ("--tensorboard", "tensorboard", dict(action="store_true", default=None,
+                                          help="also log to RUN/tensorboard (needs: pip install tensorboard)")),
+    ("--labels", "labels_per_class", dict(type=_positive(int), metavar="N", help="semi-supervised: N labelled "
+                                          "images per class (recipes ssgan, improved-gan)")),
+    ("--label-rate", "label_rate", dict(type=float, metavar="R", help="semi-supervised: label this fraction of the "
+                                        "training split instead (e.g. 0.2)")),
+    ("--data-seed", "data_seed", dict(type=int, help="seed that picks the labelled subset (default 0)")),
+    ("--baseline", "baseline", dict(action="store_true", default=None, help="supervised-only baseline: train the "
+                                    "recipe's classifier on the labelled subset alone")),
+]
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, like every other refusal, instead of usage + error
+        self.exit(2, f"gankit: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
+    p = _Parser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report}")
 
@@ -55,31 +92,9 @@ def _parser() -> argparse.ArgumentParser:
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("recipe", nargs="?", help="recipe name (see `gankit recipes`)")
     t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
-    t.add_argument("--dataset", help="mnist | fashion-mnist | folder:PATH | toy:ring8 | toy:grid25")
-    t.add_argument("--data-dir", help="folder with the IDX files (or where to download them)")
     budget = t.add_mutually_exclusive_group()
-    budget.add_argument("--steps", type=_positive(int), help="total generator steps")
-    budget.add_argument("--epochs", type=_positive(float), help="passes over the training split (default: the recipe's)")
-    t.add_argument("--batch-size", type=_positive(int))
-    t.add_argument("--seed", type=int)
-    t.add_argument("--device", help="auto | cpu | cuda | cuda:N (default auto)")
-    t.add_argument("--out", help="run folder (default runs/RECIPE-TIME)")
-    t.add_argument("--precision", choices=["auto", "bf16", "fp32"],
-                   help="auto (default): bf16 autocast where the device runs bf16 natively (AMX, AVX-512 BF16, "
-                   "CUDA sm_80+), else float32; bf16 or fp32 to force one")
-    t.add_argument("--threads", type=_positive(int), help="CPU threads per process (default: all cores)")
-    t.add_argument("--compile", action="store_true", default=None, help="torch.compile G and D")
-    t.add_argument("--eval-every", type=_positive(int), help="every N steps, write fid/is/modes to metrics.jsonl "
-                   "and keep checkpoint-best.pt (mnist, fashion-mnist)")
-    t.add_argument("--tensorboard", action="store_true", default=None,
-                   help="also log to RUN/tensorboard (needs: pip install tensorboard)")
-    t.add_argument("--labels", type=_positive(int), metavar="N",
-                   help="semi-supervised: N labelled images per class (recipes ssgan, improved-gan)")
-    t.add_argument("--label-rate", type=float, metavar="R", help="semi-supervised: label this fraction of the "
-                   "training split instead (e.g. 0.2)")
-    t.add_argument("--data-seed", type=int, help="seed that picks the labelled subset (default 0)")
-    t.add_argument("--baseline", action="store_true", default=None,
-                   help="supervised-only baseline: train the recipe's classifier on the labelled subset alone")
+    for flag, field, kwargs in TRAIN_FLAGS:
+        (budget if field in ("steps", "epochs") else t).add_argument(flag, dest=field, **kwargs)
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
@@ -95,8 +110,8 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    e.add_argument("--metrics", help="comma-separated: fid, is, pr, modes, fid_inception (~0.1 s per image on a 2-core AVX2 CPU, seconds per 10k on a GPU), accuracy "
-                   "(semi-supervised runs) (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
+    e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}" for m in METRICS.values())
+                   + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
@@ -110,14 +125,8 @@ def _parser() -> argparse.ArgumentParser:
 def _overrides(args) -> dict:
     from gankit.config import parse_value
 
-    o = {k: v for k, v in (("dataset", args.dataset), ("data_dir", args.data_dir), ("steps", args.steps),
-                           ("epochs", args.epochs), ("batch_size", args.batch_size), ("seed", args.seed),
-                           ("device", args.device), ("out", args.out), ("precision", args.precision),
-                           ("threads", args.threads), ("compile", args.compile),
-                           ("eval_every", args.eval_every), ("tensorboard", args.tensorboard),
-                           ("labels_per_class", args.labels), ("label_rate", args.label_rate),
-                           ("data_seed", args.data_seed), ("baseline", args.baseline)) if v is not None}
-    if args.labels is not None:
+    o = {field: getattr(args, field) for _, field, _ in TRAIN_FLAGS if getattr(args, field) is not None}
+    if args.labels_per_class is not None:  # one kind of labelled subset replaces the recipe's other kind
         o.setdefault("label_rate", 0.0)
     if args.label_rate is not None:
         o.setdefault("labels_per_class", 0)
@@ -138,26 +147,11 @@ def cmd_recipes(args) -> None:
 
 
 def cmd_info(args) -> None:
-    from gankit.nets import count_params
-    from gankit.recipes import get
+    from gankit.recipes import describe
 
-    recipe = get(args.recipe)
     over = {k: v for k, v in (("noise_dim", args.noise_dim), ("dataset", args.dataset),
                               ("image_size", args.image_size)) if v is not None}
-    cfg = recipe.config(**over)
-    cfg.data_shape = _shape_of(cfg)
-    G, D = recipe.nets(cfg)
-    print(json.dumps({"recipe": recipe.name, "source": recipe.source, "doc": recipe.doc,
-                      "g_params": count_params(G), "d_params": count_params(D), "config": cfg.to_dict()}, indent=2))
-
-
-def _shape_of(cfg) -> list[int]:
-    """The sample shape a dataset will have, without loading it."""
-    if cfg.dataset.startswith("toy:"):
-        return [2]
-    if cfg.dataset.startswith("folder:"):
-        return [cfg.channels or 3, cfg.image_size or 64, cfg.image_size or 64]
-    return [cfg.channels or 1, cfg.image_size or 28, cfg.image_size or 28]
+    print(json.dumps(describe(args.recipe, **over), indent=2))
 
 
 def cmd_train(args) -> None:
@@ -195,25 +189,17 @@ def cmd_sample(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from pathlib import Path
-
     from gankit.evaluate import evaluate_run
-    from gankit.files import write_text_atomic
-    from gankit.run import find_checkpoint
 
-    out = find_checkpoint(args.run).parent / "metrics.json"
-    if not os.access(out.parent, os.W_OK):  # say so before minutes of evaluation, not after
-        raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
-                          seed=args.seed)
+                          seed=args.seed, write=True)
     width = max(map(len, result))
     for k, v in result.items():
         if not k.endswith("_floor"):
             floor = result.get(f"{k}_floor")
             print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
                   "" if floor is None else f"  (real vs real: {floor:.4g})")
-    write_text_atomic(out, json.dumps(result, indent=2) + "\n")  # the metrics above are printed either way
-    print(f"wrote {Path(out)}")
+    print(f"wrote {find_checkpoint(args.run).parent / 'metrics.json'}")
 
 
 def cmd_report(args) -> None:

@@ -24,8 +24,8 @@ class Config:
     download: bool = True  # allow the checksummed download when no local copy is found
     image_size: int | None = None  # resize images to this size (None: the dataset's own)
     channels: int | None = None  # 1 (grayscale) or 3 (RGB); None: the dataset's own
-    data_shape: list[int] | None = None  # shape of one sample, filled in from the data
-    num_classes: int | None = None  # classes of a labelled dataset (0 if unlabelled), filled in from the data
+    data_shape: list[int] | None = None  # shape of one sample: recorded from the data when a run starts
+    num_classes: int | None = None  # classes of a labelled dataset (0 if unlabelled): recorded likewise
 
     # objective
     loss: str = "nonsaturating"  # a key of gankit.losses.LOSSES
@@ -68,8 +68,6 @@ class Config:
     compile: bool = False  # torch.compile G and D (see docs/performance.md for its measured effect)
     cuda_graph: bool = True  # on a GPU, capture the whole training step in a CUDA graph (falls back to eager)
     threads: int = 0  # CPU threads per process; 0: all cores, shared among the processes of a machine
-    world_size: int = 1  # processes in the (torchrun) job; filled in at start
-    global_batch_size: int | None = None  # batch_size x world_size; filled in at start
 
     # run
     seed: int = 0  # seeds weights, noise, data order and the fixed grid noise
@@ -92,6 +90,7 @@ class Config:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
+        d = {k: v for k, v in d.items() if k not in RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -100,6 +99,7 @@ class Config:
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
 def parse_value(key: str, text: str) -> Any:
@@ -131,6 +131,12 @@ def parse_value(key: str, text: str) -> Any:
         raise GankitError(f"--set {key}={text}: expected {kind}") from None
 
 
+def with_data(cfg: Config, data) -> Config:
+    """A copy of cfg recording the sample shape and class count of `data` (a gankit.data.Dataset):
+    what the networks are built for, and what a checkpoint needs to rebuild them."""
+    return dataclasses.replace(cfg, data_shape=list(data.x.shape[1:]), num_classes=len(data.classes))
+
+
 def is_semi_supervised(cfg: Config) -> bool:
     """A run with a labelled subset trains D as a classifier (gankit.semi)."""
     return bool(cfg.labels_per_class or cfg.label_rate)
@@ -139,6 +145,7 @@ def is_semi_supervised(cfg: Config) -> bool:
 def validate(cfg: Config) -> None:
     """Reject values that cannot work, naming the field, before anything is written."""
     from gankit.losses import LOSSES
+    from gankit.metrics import METRICS
 
     def need(ok: bool, msg: str) -> None:
         if not ok:
@@ -182,7 +189,7 @@ def validate(cfg: Config) -> None:
     for name in ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch"):
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
     need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
-    known = ("fid", "is", "pr", "modes", "accuracy")
+    known = tuple(METRICS)
     bad = [m for m in cfg.eval_metrics if m not in known]
     need(not bad and bool(cfg.eval_metrics), f"eval_metrics={','.join(cfg.eval_metrics)}: expected some of "
          f"{', '.join(known)}")

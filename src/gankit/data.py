@@ -22,6 +22,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from gankit import assets
+from gankit.distributed import World
 from gankit.download import fetch
 from gankit.errors import DataError
 from gankit.idx import read_images_labels
@@ -99,6 +100,39 @@ def toy_centers(spec: str) -> torch.Tensor:
         v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
         return torch.cartesian_prod(v, v)
     raise DataError(f"not a toy set: {spec!r} (expected toy:ring8 or toy:grid25)")
+
+
+
+def load_split(cfg, split: str = "train") -> Dataset:
+    """A run's dataset (`cfg` a gankit Config), shaped as the run trains on it."""
+    return load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+                download=cfg.download, seed=cfg.seed)
+
+
+def to_float(x: torch.Tensor) -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1], the range of every G's tanh (float input,
+    such as toy points, passes through)."""
+    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+
+
+class BatchIndices:
+    """Global batch b of a run is slice b % per_epoch of a permutation seeded by (seed, epoch),
+    and rank r takes the r-th shard of it: a pure function of the position, so a resumed run sees
+    exactly the batches it would have seen."""
+
+    def __init__(self, n: int, batch_size: int, seed: int, device: torch.device, world: World = World()):
+        self.n, self.batch_size, self.seed, self.device = n, batch_size, seed, device
+        self.ranks, self.rank = world.size, world.rank
+        self.per_epoch = n // (batch_size * world.size)
+        self._epoch, self._perm = -1, None
+
+    def __call__(self, b: int) -> torch.Tensor:
+        epoch, i = divmod(b, self.per_epoch)
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
+        start = (i * self.ranks + self.rank) * self.batch_size
+        return self._perm[start:start + self.batch_size]
 
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST

@@ -4,15 +4,9 @@
     evaluate(x, "fashion-mnist")         # a tensor of images in [-1, 1], (N, 1 or 3, H, W)
     evaluate_run("runs/dcgan")           # a run folder or checkpoint
 
-Metrics, by the name given in `metrics` -> the keys they add to the result:
-
-    fid            FID in the evaluator CNN's embedding (Heusel et al. 2017)     -> fid
-    is             Inception Score of the evaluator's p(y|x) (Salimans et al.)   -> is, is_std
-    pr             improved precision and recall, k = 3 (Kynkäänniemi et al.)    -> precision, recall
-    modes          classes holding >= 1% of the samples, KL(histogram || uniform) -> modes, modes_kl
-    fid_inception  the standard FID with TF-Inception features (slow on a CPU)  -> fid_inception
-    accuracy       a semi-supervised run's classifier on the whole test split     -> test_acc, test_errors
-                   (evaluate_run only: it scores the run's D, not generated images)
+Metrics are named as in gankit.metrics.METRICS (fid, is, pr, modes, fid_inception, accuracy),
+which also says which keys each adds to the result. accuracy scores a semi-supervised run's
+classifier rather than images, so only evaluate_run takes it.
 
 Every metric compares num_samples generated images with num_samples images of the test split (a
 fixed seeded subset), and every key also comes as KEY_floor: the same metric with num_samples
@@ -27,6 +21,7 @@ images' bytes, the Inception network's sha1 and the precision of its features.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import sys
 from pathlib import Path
@@ -37,22 +32,19 @@ from tqdm.auto import tqdm
 
 from gankit import assets
 from gankit import data as datasets
+from gankit.config import is_semi_supervised
 from gankit.errors import GankitError
+from gankit.files import save_atomic, write_text_atomic
+from gankit.hardware import pick_device
+from gankit.metrics import DEFAULT_METRICS, K_NEAREST, METRICS, Embedded, knn_radii
+from gankit.metrics.accuracy import classifier_accuracy
 from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
-from gankit.metrics.inception_score import inception_score
-from gankit.metrics.modes import class_coverage
-from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats
-from gankit.files import save_atomic
-from gankit.sample import load_networks
-from gankit.build import pick_device, sample_noise
+from gankit.run import find_checkpoint
+from gankit.sample import load_networks, sample_noise
 
-METRICS = ("fid", "is", "pr", "modes", "fid_inception", "accuracy")
-DEFAULT_METRICS = ("fid", "is", "pr", "modes")
-EVALUATOR_METRICS = {"fid", "is", "pr", "modes"}
-K_NEAREST = 3  # precision/recall neighbourhood size, as in Kynkäänniemi et al.
 MIN_SAMPLES = 10  # the Inception Score's 10 splits
 SUBSET_SEED = {"test": 0, "train": 1}  # which real images stand for each split; fixed, so caches stay valid
 CACHE_FORMAT = 1
@@ -72,7 +64,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     and their _floor twins (see the module docstring).
     """
     names = _parse_metrics(metrics)
-    if "accuracy" in names:
+    if any(METRICS[n].needs == "classifier" for n in names):
         raise GankitError("evaluate: accuracy scores a semi-supervised run's classifier, not images; "
                           "use evaluate_run (gankit eval RUN)")
     if dataset not in DATASETS:
@@ -86,7 +78,8 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
 
     ev, ref = None, None
-    if EVALUATOR_METRICS & set(names):
+    evaluator_metrics = [n for n in names if METRICS[n].needs == "evaluator"]
+    if evaluator_metrics:
         ev = evaluator or Evaluator.load(dataset, dev)
         if ev.dataset != dataset:
             raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
@@ -108,11 +101,9 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
             bar.update(len(x))
 
     if ev is not None:
-        scores = _scores(stats, torch.cat(feats), torch.cat(logits), ref, set(names))
-        for name in names:
-            for key in _KEYS.get(name, ()):
-                result[key] = scores[key]
-                result[key + "_floor"] = ref["floor"][key]
+        scores = _scores(stats, torch.cat(feats), torch.cat(logits), ref, evaluator_metrics)
+        for key, value in scores.items():
+            result[key], result[key + "_floor"] = value, ref["floor"][key]
     if inc_ref is not None:
         result["fid_inception"] = frechet_distance(*inc_stats.compute(), inc_ref["mu"], inc_ref["sigma"])
         result["fid_inception_floor"] = inc_ref["floor"]["fid_inception"]
@@ -122,14 +113,15 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
 def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | str | None = None,
                  num_samples: int = 10_000, device: str = "cpu", seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, *, dataset: str | None = None,
-                 evaluator: Evaluator | None = None, batch_size: int = 500) -> dict[str, Any]:
+                 evaluator: Evaluator | None = None, batch_size: int = 500, write: bool = False) -> dict[str, Any]:
     """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`);
     "accuracy" tests a semi-supervised run's classifier on the test split. metrics=None: the
-    default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline)."""
-    from gankit.config import is_semi_supervised
-    from gankit.metrics.accuracy import classifier_accuracy
-    from gankit.semi import load_test_split
-
+    default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline).
+    write: also write the result to metrics.json beside the checkpoint (a read-only folder is
+    refused before anything is computed)."""
+    out = find_checkpoint(run_or_checkpoint).parent / "metrics.json"
+    if write and not os.access(out.parent, os.W_OK):
+        raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
     G, D, cfg = load_networks(run_or_checkpoint, device)  # D: the tested weights (a moving average if kept)
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
@@ -140,11 +132,14 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
         if not is_semi_supervised(cfg):
             raise GankitError(f"{run_or_checkpoint}: accuracy needs a semi-supervised run (recipes ssgan, improved-gan); "
                               f"this one trained {cfg.recipe} without labels")
-        result.update({"dataset": cfg.dataset, **classifier_accuracy(D, *load_test_split(cfg))})
+        test = datasets.load_split(cfg, "test")
+        result.update({"dataset": cfg.dataset, **classifier_accuracy(D, test.x, test.y)})
         names.remove("accuracy")
     if names:
         result = {**evaluate((G, cfg), dataset or cfg.dataset, names, num_samples, device, seed, cache_dir, progress,
                              evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size), **result}
+    if write:
+        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
     return result
 
 
@@ -162,9 +157,6 @@ def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None
 
 
 # ---------------------------------------------------------------- the generated side
-
-_KEYS = {"fid": ("fid",), "is": ("is", "is_std"), "pr": ("precision", "recall"), "modes": ("modes", "modes_kl")}
-
 
 def _parse_metrics(metrics: Iterable[str] | str) -> list[str]:
     names = metrics.split(",") if isinstance(metrics, str) else list(metrics)
@@ -210,18 +202,11 @@ def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: 
 
 
 def _scores(stats: RunningStats, feats: torch.Tensor, logits: torch.Tensor, ref: dict,
-            names: set[str] = EVALUATOR_METRICS) -> dict[str, float]:
+            names: Iterable[str] = DEFAULT_METRICS) -> dict[str, float]:
     """The evaluator metrics `names` of one image set against the test-split reference."""
-    out, probs = {}, logits.softmax(dim=1)
-    if "fid" in names:  # sqrtm(sigma_fake sigma_real), StyleGAN3's order
-        out["fid"] = frechet_distance(*stats.compute(), ref["mu"], ref["sigma"])
-    if "is" in names:
-        out["is"], out["is_std"] = inception_score(probs)
-    if "pr" in names:
-        out["precision"], out["recall"] = precision_recall(ref["features"], feats, K_NEAREST, real_radii=ref["radii"])
-    if "modes" in names:
-        coverage = class_coverage(probs)
-        out["modes"], out["modes_kl"] = coverage["modes"], coverage["modes_kl"]
+    embedded, out = Embedded(stats, feats, logits.softmax(dim=1), ref), {}
+    for name in names:
+        out.update(METRICS[name].score(embedded))
     return out
 
 
@@ -237,11 +222,12 @@ def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_
         return ref
     if progress:
         print(f"evaluate: real statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
-    f_test, _ = ev.features_and_logits(real_images(dataset, "test", n, data_dir).float() / 127.5 - 1)
-    f_train, y_train = ev.features_and_logits(real_images(dataset, "train", n, data_dir).float() / 127.5 - 1)
+    f_test, _ = ev.features_and_logits(datasets.to_float(real_images(dataset, "test", n, data_dir)))
+    f_train, y_train = ev.features_and_logits(datasets.to_float(real_images(dataset, "train", n, data_dir)))
     mu, sigma = RunningStats().update(f_test).compute()
     ref = {**key, "features": f_test, "mu": mu, "sigma": sigma, "radii": knn_radii(f_test, K_NEAREST)}
-    ref["floor"] = _scores(RunningStats().update(f_train), f_train, y_train, ref)
+    ref["floor"] = _scores(RunningStats().update(f_train), f_train, y_train, ref,
+                           [n for n, m in METRICS.items() if m.needs == "evaluator"])
     _write_cache(ref, path)
     return ref
 
@@ -269,7 +255,7 @@ def _inception_reference(dataset: str, n: int, device: torch.device, cache: Path
         print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
     stats = {}
     for split in ("test", "train"):
-        f = inception_features(x[split].float() / 127.5 - 1, device, progress=progress, desc=f"inception {split}")
+        f = inception_features(datasets.to_float(x[split]), device, progress=progress, desc=f"inception {split}")
         stats[split] = RunningStats().update(f).compute()
     mu, sigma = stats["test"]
     ref = {**key, "mu": mu, "sigma": sigma, "floor": {"fid_inception": frechet_distance(*stats["train"], mu, sigma)}}

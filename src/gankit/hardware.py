@@ -10,12 +10,16 @@ only where it is native, and to fp32 everywhere else.
 
 from __future__ import annotations
 
+import contextlib
 import platform
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 import torch
+
+from gankit.distributed import World
+from gankit.errors import GankitError
 
 PRECISIONS = ("auto", "bf16", "fp32")
 
@@ -96,3 +100,28 @@ def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, 
         warning = (f"bf16 is emulated on this {hw.device} ({hw.describe()}): expect it to be many times slower "
                    f"than fp32 (11-19x on an AVX2 CPU, docs/performance.md); --precision auto picks fp32 here")
     return requested, f"{hw.describe()} -> {requested} (as configured)", warning
+
+
+def pick_device(name: str, world: World = World()) -> torch.device:
+    """auto | cpu | cuda | cuda:N -> a torch.device; in a torchrun job "cuda" is this process's own GPU."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise GankitError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
+    if name == "cuda" and world.size > 1:
+        gpus = torch.cuda.device_count()
+        if world.local_size > gpus:
+            raise GankitError(f"--device cuda: {world.local_size} processes on this machine but {gpus} GPU"
+                              f"{'s' if gpus != 1 else ''}; run torchrun --nproc_per_node={gpus}, or --device cpu")
+        name = f"cuda:{world.local_rank}"  # one GPU per process
+    return torch.device(name)
+
+
+def autocast(precision: str, device: torch.device, cache: bool = True):
+    """bfloat16 autocast for matmuls and convolutions (weights and optimiser stay float32), or
+    nothing for fp32; "auto" is resolved for `device` first. No weight-cast cache inside a CUDA graph."""
+    if precision == "auto":
+        precision = resolve_precision(precision, device)[0]
+    if precision == "bf16":
+        return torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=cache)
+    return contextlib.nullcontext()

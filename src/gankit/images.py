@@ -40,6 +40,8 @@ def _save(img: Image.Image, path: str | os.PathLike) -> None:
         raise GankitError(f"{path}: is a folder; give a file name for the PNG (e.g. {path / 'grid.png'})")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
+    except (FileExistsError, NotADirectoryError):
+        raise GankitError(f"{path}: cannot write the PNG (a file, not a folder, is in the way)") from None
     except OSError as e:
         raise GankitError(f"{path}: cannot write the PNG ({e.strerror or e})") from None
     write_atomic(path, lambda tmp: img.save(tmp, format="PNG"))  # a reader (or a crash) never sees half a PNG

@@ -74,8 +74,34 @@ LOSSES = {
     "mse_sigmoid": mse_sigmoid,
 }
 
-# Objectives whose D output is a probability logit, so σ(D(x)) is worth logging as "D(x)".
-PROBABILITY_LOSSES = {"minimax", "nonsaturating", "mse_sigmoid"}
+
+
+# ---------------------------------------------------------------- what each objective logs
+
+def probabilities(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
+    """D(x) and D(G(z)) as probabilities: D's output is a logit of "real"."""
+    return {"d_x": torch.sigmoid(d_real).mean(), "d_g_z": torch.sigmoid(d_fake).mean()}
+
+
+def critic_estimate(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
+    """The critic's estimate of the Wasserstein-1 distance, E[D(x)] - E[D(G(z))]."""
+    return {"w_dist": d_real.mean() - d_fake.mean()}
+
+
+def raw_outputs(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:
+    """Mean D(x) and D(G(z)) as they are (least squares targets 1 and 0; hinge margins ±1)."""
+    return {"d_real": d_real.mean(), "d_fake": d_fake.mean()}
+
+
+# The D step logs d_loss, then LOGS[loss](d_real, d_fake): keys the report charts as it finds them.
+LOGS = {
+    "minimax": probabilities,
+    "nonsaturating": probabilities,
+    "least_squares": raw_outputs,
+    "wasserstein": critic_estimate,
+    "hinge": raw_outputs,
+    "mse_sigmoid": probabilities,
+}
 
 
 # ---------------------------------------------------------------- semi-supervised (K+1 classes)

@@ -7,6 +7,7 @@ reads only the resolved :class:`~gankit.config.Config`. See docs/recipes.md for 
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from functools import partial
 from typing import Any, Callable
@@ -80,6 +81,7 @@ def _improved_gan(cfg: Config):
                                                                                          cfg.num_classes or 10)
 
 
+_CS231N_MLP = _mlp([1024, 1024], [256, 256], nn.ReLU, partial(nn.LeakyReLU, 0.01))  # the assignment's G and D
 _CS231N = dict(optimizer="adam", lr_g=1e-3, lr_d=1e-3, betas_g=[0.5, 0.999], betas_d=[0.5, 0.999],
                batch_size=128, noise="uniform_signed", noise_dim=96)
 _DCGAN64 = dict(image_size=64, noise="normal", noise_dim=100, epochs=25)
@@ -101,13 +103,13 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         "discriminator_loss / generator_loss, i.e. the non-saturating GAN with BCE on logits. Adam 1e-3, "
         "betas (0.5, 0.999); batch 128; z ~ U[-1,1)^96; 10 epochs. Deviation: the assignment trains on the "
         "first 50,000 training images; gankit uses all 60,000.",
-        _mlp([1024, 1024], [256, 256], nn.ReLU, partial(nn.LeakyReLU, 0.01)),
+        _CS231N_MLP,
         dict(loss="nonsaturating", epochs=10, **_CS231N)),
     Recipe(
         "cs231n-lsgan", "Stanford cs231n GAN assignment: least-squares GAN (Mao et al. 2017)",
         "The cs231n-gan networks and optimiser with the assignment's ls_discriminator_loss / "
         "ls_generator_loss: 0.5 mean((D(x)-1)^2) + 0.5 mean(D(G(z))^2) and 0.5 mean((D(G(z))-1)^2). 10 epochs.",
-        _mlp([1024, 1024], [256, 256], nn.ReLU, partial(nn.LeakyReLU, 0.01)),
+        _CS231N_MLP,
         dict(loss="least_squares", epochs=10, **_CS231N)),
     Recipe(
         "cs231n-dcgan", "Stanford cs231n GAN assignment: DCGAN on MNIST",
@@ -199,3 +201,22 @@ def get(name: str) -> Recipe:
     if name not in RECIPES:
         raise GankitError(f"unknown recipe {name!r} (known: {', '.join(RECIPES)})")
     return RECIPES[name]
+
+
+def describe(name: str, **overrides: Any) -> dict[str, Any]:
+    """A recipe's source, doc, parameter counts and resolved config (`gankit info`), for the sample
+    shape its dataset will have, without loading the data."""
+    from gankit.nets import count_params
+
+    recipe = get(name)
+    cfg = recipe.config(**overrides)
+    if cfg.dataset.startswith("toy:"):
+        shape = [2]
+    elif cfg.dataset.startswith("folder:"):
+        shape = [cfg.channels or 3, cfg.image_size or 64, cfg.image_size or 64]
+    else:
+        shape = [cfg.channels or 1, cfg.image_size or 28, cfg.image_size or 28]
+    cfg = dataclasses.replace(cfg, data_shape=shape)
+    G, D = recipe.nets(cfg)
+    return {"recipe": recipe.name, "source": recipe.source, "doc": recipe.doc, "g_params": count_params(G),
+            "d_params": count_params(D), "config": cfg.to_dict()}

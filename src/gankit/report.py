@@ -17,7 +17,7 @@ from pathlib import Path
 
 from gankit.errors import GankitError
 from gankit.files import write_text_atomic
-from gankit.run import RunDir
+from gankit.run import MANIFEST, RunDir
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "gp": "gradient penalty",
@@ -71,8 +71,9 @@ def _data_uri(path: Path) -> str:
 def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write RUN/report.html (or `out`) from the run folder; returns its path."""
     run = RunDir(run_path)
-    if not run.config.exists():
-        raise GankitError(f"{run_path}: not a gankit run folder (no config.json)")
+    if not run.is_gankits():
+        raise GankitError(f"{run_path}: not a gankit run folder (no {MANIFEST}, no gankit config.json); "
+                          f"nothing written")
     target = Path(out) if out else run.path / "report.html"
     if not target.parent.is_dir():
         raise GankitError(f"-o {target}: the folder {target.parent} does not exist")
@@ -83,15 +84,15 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
 
     charts = []
-    if stats:
+    if stats:  # whatever the run's objective logged (gankit.losses.LOGS): losses, then the rest in groups of 4
         steps = [r["step"] for r in stats]
-        charts.append(line_chart("Losses", steps, {k: [r.get(k) for r in stats] for k in ("d_loss", "g_loss")}))
-        probe = [k for k in ("d_x", "d_g_z", "w_dist", "gp", "d_real", "d_fake") if k in stats[0]]
-        if probe:
-            charts.append(line_chart("Discriminator", steps, {k: [r.get(k) for r in stats] for k in probe}))
-        terms = [k for k in ("d_sup", "d_unsup", "g_fm", "train_acc") if k in stats[0]]
-        if terms:  # a semi-supervised run: D's classifier terms and G's feature matching
-            charts.append(line_chart("Semi-supervised terms", steps, {k: [r.get(k) for r in stats] for k in terms}))
+        keys = [k for k in stats[0] if k not in ("step", "time_s", "images_per_s")]
+        losses, others = [k for k in keys if k.endswith("_loss")], [k for k in keys if not k.endswith("_loss")]
+        groups = [("Losses", losses)] + [("Discriminator and other terms", others[i:i + 4])
+                                         for i in range(0, len(others), 4)]
+        for title, group in groups:
+            if group:
+                charts.append(line_chart(title, steps, {k: [r.get(k) for r in stats] for k in group}))
         charts.append(line_chart("Throughput (images/s)", steps, {"images/s": [r.get("images_per_s") for r in stats]}))
     if history:
         steps = [r["step"] for r in history]

@@ -1,13 +1,9 @@
-"""The run folder is the record of a run::
+"""The run folder is the record of a run. Every file gankit writes into one is in FILES below,
+with what it holds; --overwrite replaces a folder only if it holds nothing else.
 
-    runs/<name>/config.json          the resolved Config
-    runs/<name>/stats.jsonl          one line of training statistics every `log_every` steps
-    runs/<name>/samples/step-000500.png   fixed-noise sample grids
-    runs/<name>/checkpoint.pt        latest checkpoint: plain state_dicts + config + RNG states
-    runs/<name>/.gankit-run.json     marks the folder as gankit's: --overwrite replaces no other folder
-
-Checkpoints are written to a temp file and renamed into place, so a crash never leaves half of
-one, and are loaded with ``weights_only=True`` (no pickled code is ever executed).
+Each file is written to a temp file and renamed into place (gankit.files), so a crash never
+leaves half of one; checkpoints are loaded with ``weights_only=True`` (no pickled code is ever
+executed), and one process at a time holds the folder (LOCK).
 """
 
 from __future__ import annotations
@@ -30,13 +26,24 @@ from gankit.files import reason, remove_stale_temps, save_atomic, write_text_ato
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
-MANIFEST = ".gankit-run.json"  # marks a folder that gankit created, so --overwrite may replace it
-LOCK = ".gankit-lock"  # flock'ed by the process training in the folder; holds its PID
+MANIFEST = ".gankit-run.json"
+LOCK = ".gankit-lock"
 RUN_FORMAT = 1
-# Everything gankit writes into a run folder (train, eval, report, and make run's sample grid).
-# --overwrite replaces a folder only when it holds nothing else.
-WRITTEN = {MANIFEST, LOCK, "config.json", "stats.jsonl", "metrics.jsonl", "metrics.json", CHECKPOINT, "checkpoint-best.pt",
-           "samples", "tensorboard", "report.html", "final.png"}
+FILES = {
+    "config.json": "the resolved Config (gankit train; rewritten from the checkpoint on resume)",
+    "stats.jsonl": "one line of training scalars every log_every steps (the keys the objective logs)",
+    "samples": "samples/step-NNNNNN.png: the fixed-noise grid every sample_every steps",
+    CHECKPOINT: "the latest checkpoint: weights, optimisers, step, RNG streams and config",
+    "checkpoint-best.pt": "the checkpoint with the lowest fid so far (--eval-every)",
+    "metrics.jsonl": "one line of metrics per evaluation during training (--eval-every)",
+    "metrics.json": "the metrics of gankit eval",
+    "report.html": "the page of gankit report",
+    "final.png": "the sample grid of make run",
+    "tensorboard": "TensorBoard event files (--tensorboard)",
+    MANIFEST: "marks the folder as gankit's: format, and the names in this list",
+    LOCK: "flock'ed by the process training in the folder; holds its PID",
+}
+WRITTEN = set(FILES)
 
 
 class RunDir:
@@ -78,12 +85,20 @@ class RunDir:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise GankitError(f"--out {self.path}: holds files gankit did not write ({shown}); refusing to "
                               f"overwrite it (move them, or choose another --out)")
-        if not (self.path / MANIFEST).exists():
-            try:
-                Config.from_dict(json.loads(self.config.read_text()), origin=str(self.config))
-            except Exception:
-                raise GankitError(f"--out {self.path}: not a gankit run folder (no {MANIFEST} and no gankit "
-                                  f"config.json); refusing to overwrite") from None
+        if not self.is_gankits():
+            raise GankitError(f"--out {self.path}: not a gankit run folder (no {MANIFEST} and no gankit "
+                              f"config.json); refusing to overwrite")
+
+    def is_gankits(self) -> bool:
+        """Whether gankit made this folder: it holds MANIFEST, or (a run from before MANIFEST) a
+        config.json that is a gankit config."""
+        if (self.path / MANIFEST).is_file():
+            return True
+        try:
+            Config.from_dict(json.loads(self.config.read_text()), origin=str(self.config))
+            return True
+        except Exception:
+            return False
 
     @contextlib.contextmanager
     def hold(self):
@@ -203,6 +218,8 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
         raise GankitError(f"{path}: not a readable gankit checkpoint ({_first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
+    if isinstance(state["config"], dict):  # older checkpoints kept world_size in their config
+        state.setdefault("world_size", state["config"].get("world_size", 1))
     state["config"] = Config.from_dict(state["config"], origin=str(path))
     return state
 

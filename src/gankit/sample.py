@@ -1,4 +1,4 @@
-"""Draw samples from a trained generator: a run folder or checkpoint -> a PNG grid."""
+"""Draw samples from a generator: the noise prior, and a run folder or checkpoint -> a PNG grid."""
 
 from __future__ import annotations
 
@@ -7,10 +7,24 @@ from pathlib import Path
 
 import torch
 
+from gankit.hardware import pick_device
 from gankit.images import save_grid, save_points
 from gankit.recipes import get as get_recipe
 from gankit.run import load_checkpoint, load_into
-from gankit.build import pick_device, sample_noise
+
+
+def sample_noise(cfg, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
+    """z of shape (n, noise_dim) from the recipe's prior (`cfg` a Config); with `generator`, drawn
+    on the CPU from it (a fixed grid), else from the device's own stream."""
+    shape = (n, cfg.noise_dim)
+    where = "cpu" if generator else device
+    if cfg.noise == "normal":
+        z = torch.randn(shape, generator=generator, device=where)
+    else:
+        z = torch.rand(shape, generator=generator, device=where)
+        if cfg.noise == "uniform_signed":
+            z = 2 * z - 1
+    return z.to(device)
 
 
 def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto"):

@@ -1,133 +1,56 @@
-"""The training loop: n_critic discriminator steps, then one generator step, for every recipe.
+"""Training, for every recipe: set a run up, then loop — step, log, sample, checkpoint, evaluate.
 
-It follows the shape of the PyTorch DCGAN example (Radford et al. 2016): (1) update D, (2) update G.
-The whole dataset sits on the training device as uint8 and batches are drawn by index; matmuls
-and convolutions run in bfloat16 autocast by default; statistics stay on the device and are read
-once every `log_every` steps, so the loop never waits on the host. Under torchrun each process
-trains on its own shard of every global batch (see gankit.distributed).
+    train(cfg)              a fresh run into the folder cfg.out
+    resume("runs/dcgan")    go on from the run's checkpoint
+
+setup() builds the run's State (device, data, networks, run folder) in one flat pass; the step
+(gankit.steps: the plain GAN or the semi-supervised one) is chosen once, and the loop never
+branches on the recipe. The whole dataset sits on the device as uint8 and batches are drawn by
+index; the step's scalars stay on the device and are read once every `log_every` steps
+(gankit.monitor), so the loop never waits on the host. Under torchrun each process trains on its
+own shard of every global batch (gankit.distributed); rank 0 alone writes the run folder.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
+import os
 import signal
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
+from gankit import data as datasets
 from gankit import distributed, graphs
-from gankit.build import (BatchIndices, autocast, build, make_optimizer, mixes_samples,  # noqa: F401  (the API)
-                          pick_device, sample_noise)
-from gankit.config import Config, validate
+from gankit.build import build, compile_or_eager, mixes_samples
+from gankit.config import Config, is_semi_supervised, validate, with_data
 from gankit.errors import GankitError
-from gankit.losses import LOSSES, PROBABILITY_LOSSES, clip_weights, gradient_penalty
-from gankit.monitor import TrainingDiverged  # noqa: F401  (part of the API)
-from gankit.run import RunDir, load_checkpoint
-from gankit.session import Session, load_data  # noqa: F401  (load_data is part of the API)
-
-
-def d_step(G, D, opt_d, cfg: Config, x_real, z, keep_graph: bool, amp, world,
-           joint: bool = False) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)), plus λ·GP if set."""
-    with amp:
-        with torch.set_grad_enabled(keep_graph):  # G(z) needs no graph unless the G step reuses it
-            x_fake = G(z)
-        if joint:  # one pass over real and fake: same result when D mixes no samples (no BatchNorm)
-            d_real, d_fake = D(torch.cat([x_real, x_fake.detach()])).float().chunk(2)
-        else:
-            d_real, d_fake = D(x_real).float(), D(x_fake.detach()).float()
-        d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
-        stats = {"d_loss": d_loss}
-        if cfg.loss in PROBABILITY_LOSSES:
-            stats.update(d_x=torch.sigmoid(d_real).mean(), d_g_z=torch.sigmoid(d_fake).mean())
-        elif cfg.loss == "wasserstein":
-            stats["w_dist"] = d_real.mean() - d_fake.mean()  # the critic's estimate of W1
-        else:
-            stats.update(d_real=d_real.mean(), d_fake=d_fake.mean())
-        if cfg.gp_weight:
-            stats["gp"] = gradient_penalty(D, x_real, x_fake)
-            d_loss = d_loss + cfg.gp_weight * stats["gp"]
-    opt_d.zero_grad(set_to_none=True)
-    d_loss.backward()
-    distributed.average_gradients(D, world)
-    opt_d.step()
-    if cfg.clip:
-        clip_weights(D, cfg.clip)
-    return x_fake, d_real, stats
-
-
-def g_step(G, D, opt_g, cfg: Config, x_fake, d_real, amp, world) -> dict:
-    """(2) Update G: minimise the objective's g_loss on D(G(z)). D is frozen meanwhile, so no
-    gradients are computed for its weights. Every g_loss reads d_fake alone; d_real is a placeholder."""
-    D.requires_grad_(False)
-    with amp:
-        _, g_loss = LOSSES[cfg.loss](d_real.detach(), D(x_fake).float())
-    opt_g.zero_grad(set_to_none=True)
-    g_loss.backward()
-    distributed.average_gradients(G, world)
-    opt_g.step()
-    D.requires_grad_(True)
-    return {"g_loss": g_loss}
-
-
-def train_step(G, D, G_params, opt_g, opt_d, cfg: Config, x_reals: list[torch.Tensor], amp, world,
-               joint: bool) -> dict:
-    """One step: a D update per real batch in x_reals (n_critic of them), then one G update.
-    G and D may be torch.compile'd; G_params is the plain G whose gradients are averaged.
-    Returns the step's scalars (D's averaged over its updates), still on the device."""
-    stats = {}
-    for x_real in x_reals:
-        z = sample_noise(cfg, x_real.shape[0], x_real.device)
-        x_fake, d_real, s = d_step(G, D, opt_d, cfg, x_real, z, cfg.share_z, amp, world, joint)
-        for k, v in s.items():
-            stats[k] = stats.get(k, 0) + v.detach() / len(x_reals)
-    if not cfg.share_z:
-        with amp:
-            x_fake = G(sample_noise(cfg, cfg.batch_size, x_real.device))
-    stats.update(g_step(G_params, D, opt_g, cfg, x_fake, d_real, amp, world))
-    return stats
-
-
-def make_step(s: Session) -> Callable[[int], dict]:
-    """The run's step(i) -> scalars, chosen once before the loop: semi-supervised ((1) D learns the
-    classes and real vs fake, (2) G matches D's features) or plain ((1) n_critic D updates, (2) one
-    G update), the plain one captured in a CUDA graph where it can be (gankit.graphs)."""
-    cfg = s.cfg
-    if s.ssl:
-        return lambda i: s.ssl.train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, i, s.real_batch, s.amp)
-
-    def eager(i: int) -> dict:
-        x_reals = [s.real_batch(i * cfg.n_critic + k) for k in range(cfg.n_critic)]
-        return train_step(s.G_run, s.D_run, s.G, s.opt_g, s.opt_d, cfg, x_reals, s.amp, s.world, s.joint)
-
-    if not s.graphable:
-        return eager
-    amp = autocast(cfg, s.device, cache=False)
-
-    def body(idx: list[torch.Tensor]) -> dict:  # the same step, on batch indices held in static buffers
-        x_reals = [s.to_float(s.x_all[j]) for j in idx]
-        return train_step(s.G, s.D, s.G, s.opt_g, s.opt_d, cfg, x_reals, amp, s.world, s.joint)
-
-    step, s.step_kind = graphs.try_static_step(eager, body, s.batches, cfg.n_critic, cfg.batch_size, s.device,
-                                               (s.G, s.D), (s.opt_g, s.opt_d))
-    return step
+from gankit.files import write_text_atomic
+from gankit.hardware import autocast, pick_device, resolve_precision
+from gankit.images import make_grid, save_grid, save_points
+from gankit.monitor import Monitor, tensorboard_writer
+from gankit.run import RunDir, load_checkpoint, load_into
+from gankit.sample import sample_noise
+from gankit.semi import SemiSupervised
+from gankit.steps import make_step
 
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train a fresh run into the folder cfg.out (under torchrun: one process of a data-parallel job)."""
-    return _fit(cfg, resume_from=None, overwrite=overwrite, progress=progress)
+    return _fit(cfg, None, overwrite, progress)
 
 
 def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
     (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
     allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
-               "cuda_graph",
-               "eval_every", "eval_samples", "tensorboard"}
+               "cuda_graph", "eval_every", "eval_samples", "tensorboard"}
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
@@ -136,7 +59,182 @@ def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
-    return _fit(cfg, resume_from=state, overwrite=False, progress=progress)
+    return _fit(cfg, state, False, progress)
+
+
+def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
+    validate(cfg)
+    if not cfg.out:
+        raise GankitError("--out: a run folder is required")
+    world = distributed.init("cuda" if cfg.device.startswith("cuda") or
+                             (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    try:  # the main process holds the run folder for the whole run
+        with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
+            return loop(setup(cfg, resume_from, overwrite, progress, world))
+    finally:
+        distributed.shutdown(world)
+
+
+# ---------------------------------------------------------------- the loop
+
+def loop(s: State) -> dict[str, Any]:
+    cfg, log, start = s.cfg, s.log, s.step
+    if s.step == 0:
+        save_samples(s, 0)
+    step_fn = make_step(s)
+    with stop_on_interrupt() as stop:
+        while s.step < s.num_steps and not stop.requested:
+            log.add(step_fn(s.step))
+            s.step += 1
+            step, last = s.step, s.step == s.num_steps
+            if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
+                log.flush(step)
+            if step % cfg.sample_every == 0 or last:
+                save_samples(s, step)
+            if step % cfg.checkpoint_every == 0 or last:
+                checkpoint(s, step)
+            if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+                evaluate(s, step)
+        if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
+            log.flush(s.step)
+            checkpoint(s, s.step)
+    log.close()
+    if stop.requested:
+        raise GankitError(f"interrupted at step {s.step}; checkpoint saved. Continue with: "
+                          f"gankit train --resume {s.run.path}")
+    return summary(s, start)
+
+
+# ---------------------------------------------------------------- set-up
+
+@dataclass
+class State:
+    """Everything a run's loop and its step touch, built once by setup()."""
+
+    cfg: Config  # as chosen, with precision, data_shape and num_classes resolved
+    world: distributed.World
+    device: torch.device
+    run: RunDir
+    G: torch.nn.Module
+    D: torch.nn.Module
+    G_run: Any  # what the step calls: G itself, or torch.compile'd
+    D_run: Any
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    x_all: torch.Tensor  # the training split on the device: uint8 images or float points
+    batches: datasets.BatchIndices  # global batch b -> this rank's rows of x_all
+    amp: Any  # bf16 autocast, or nothing
+    joint: bool  # D may see real and fake in one batch (no BatchNorm)
+    graphable: bool  # the step may be captured in a CUDA graph (gankit.graphs)
+    ssl: SemiSupervised | None  # the labelled side of a semi-supervised run
+    fixed_z: torch.Tensor  # the noise of every sample grid
+    real_points: torch.Tensor | None  # real points under a toy run's scatter plots
+    num_steps: int
+    log: Monitor
+    tb: Any  # a TensorBoard writer, or None
+    step: int = 0
+    best_fid: float = float("inf")
+    step_kind: str = "eager"  # or "cuda graph", once gankit.steps.make_step has captured the step
+
+    def real_batch(self, b: int) -> torch.Tensor:
+        return datasets.to_float(self.x_all[self.batches(b)])
+
+
+def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world: distributed.World) -> State:
+    """The run's State: fresh, or restored from the checkpoint `resume_from`."""
+    # ---- device, threads, precision ("auto" resolved here; config.json records the outcome, so a resume keeps it)
+    device = pick_device(cfg.device, world)
+    torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world.local_size))
+    if resume_from and resume_from["world_size"] != world.size:
+        raise GankitError(f"--resume {cfg.out}: the run used {resume_from['world_size']} process(es), this job has "
+                          f"{world.size}; resume with the same number")
+    precision, precision_why, warning = resolve_precision(cfg.precision, device)
+    if warning and world.main:
+        print(f"gankit: warning: {warning}", file=sys.stderr)
+
+    # ---- data: the whole training split, and the budget in steps
+    data = datasets.load_split(cfg)
+    cfg = with_data(dataclasses.replace(cfg, precision=precision), data)
+    images_per_step = cfg.batch_size * world.size * cfg.n_critic
+    per_epoch = data.x.shape[0] // images_per_step
+    if per_epoch < 1:
+        raise GankitError(f"dataset {cfg.dataset} has {data.x.shape[0]} samples, fewer than batch_size x processes x "
+                          f"n_critic = {images_per_step}")
+    num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
+    if cfg.eval_every and any(m != "accuracy" for m in cfg.eval_metrics):  # fail now, not at the first evaluation
+        from gankit.metrics.evaluator import Evaluator
+
+        distributed.first(lambda: Evaluator.load(cfg.dataset, "cpu"), world)
+    SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
+
+    # ---- networks and optimisers: the same initial weights on every rank, then a noise stream per rank
+    torch.manual_seed(cfg.seed)
+    graphable = graphs.graphable(cfg, device, world.size)
+    G, D, opt_g, opt_d = build(cfg, device, capturable=graphable and device.type == "cuda")
+    if world.rank:
+        torch.manual_seed(cfg.seed + 7919 * world.rank)
+    ssl = SemiSupervised(cfg, data.y, len(data.x), device, world, D) if is_semi_supervised(cfg) else None
+
+    # ---- run folder: a fresh one, or weights, optimisers, RNG and logs back as of the checkpoint
+    run, step, elapsed = RunDir(cfg.out), 0, 0.0
+    x_all = data.x.to(device)
+    if data.kind == "image" and cfg.channels_last:
+        x_all = x_all.contiguous(memory_format=torch.channels_last)
+    if resume_from is None:
+        distributed.first(lambda: run.create(cfg, overwrite), world)
+        if ssl:
+            ssl.init_weights(D, x_all)
+    else:
+        step, elapsed = restore(resume_from, cfg, run, world, device, (G, D, opt_g, opt_d, ssl), num_steps)
+
+    # ---- what the loop logs
+    if progress and world.main:
+        print(f"gankit: {cfg.recipe} on {cfg.dataset} ({data.x.shape[0]} x {cfg.data_shape}"
+              f"{f', {len(ssl.labelled)} labelled' if ssl else ''}), steps {step}->{num_steps} "
+              f"({num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
+              f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}\n"
+              f"gankit: precision: {precision_why}", file=sys.stderr)
+    tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
+    log = Monitor(run, world, step, num_steps, images_per_step, elapsed, progress, tb)
+    log.last_checkpoint = step if resume_from else None
+    best_fid = min((r["fid"] for r in run.read_stats(run.metrics) if "fid" in r), default=float("inf")) \
+        if resume_from else float("inf")
+    return State(cfg=cfg, world=world, device=device, run=run, G=G, D=D,
+                 G_run=compile_or_eager(G, "G") if cfg.compile else G,
+                 D_run=compile_or_eager(D, "D") if cfg.compile else D, opt_g=opt_g, opt_d=opt_d, x_all=x_all,
+                 batches=datasets.BatchIndices(len(x_all), cfg.batch_size, cfg.seed, device, world),
+                 amp=autocast(cfg.precision, device), joint=not mixes_samples(D), graphable=graphable, ssl=ssl,
+                 fixed_z=sample_noise(cfg, cfg.grid_size, device, torch.Generator().manual_seed(cfg.seed)),
+                 real_points=None if data.kind == "image" else data.x[:cfg.grid_size], num_steps=num_steps,
+                 log=log, tb=tb, step=step, best_fid=best_fid)
+
+
+def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
+            num_steps: int) -> tuple[int, float]:
+    """Weights, optimisers and RNG streams from a checkpoint; the run folder's logs cut back to its
+    step. -> (step, training seconds so far)."""
+    G, D, opt_g, opt_d, ssl = trained
+    for name, obj in (("G", G), ("D", D), ("opt_g", opt_g), ("opt_d", opt_d)):
+        load_into(obj, state, name, run.checkpoint)
+    if ssl:
+        ssl.load_state_dict(state)
+    step, rng = state["step"], state["rng"]
+    torch.set_rng_state(rng["ranks"][world.rank] if world.size > 1 else rng["torch"])
+    if device.type == "cuda" and rng.get("cuda"):
+        torch.cuda.set_rng_state(rng["cuda"][world.rank], device)
+    if step >= num_steps:
+        raise GankitError(f"--resume {cfg.out}: already at step {step} of {num_steps}; pass a larger --steps or --epochs")
+
+    def tidy() -> None:  # the folder as of the checkpoint: logs cut back, temp files of a killed run gone
+        stale = run.remove_stale_temps()
+        notes = run.truncate_stats(step) + ([f"{run.path}: removed {len(stale)} temp file(s) left by a process "
+                                             f"killed mid-write ({', '.join(stale[:3])})"] if stale else [])
+        write_text_atomic(run.config, cfg.to_json() + "\n")
+        for note in notes:
+            print(f"gankit: note: {note}", file=sys.stderr)
+
+    distributed.first(tidy, world)
+    return step, state.get("elapsed_s", 0.0)
 
 
 def check_folder_config(run: Path, saved: Config) -> None:
@@ -167,47 +265,81 @@ def check_folder_config(run: Path, saved: Config) -> None:
               file=sys.stderr)
 
 
-def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
-    validate(cfg)
-    if not cfg.out:
-        raise GankitError("--out: a run folder is required")
-    world = distributed.init("cuda" if cfg.device.startswith("cuda") or
-                             (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
-    try:  # the main process holds the run folder for the whole run
-        with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
-            return _loop(cfg, resume_from, overwrite, progress, world)
-    finally:
-        distributed.shutdown(world)
+# ---------------------------------------------------------------- what hangs off the loop
+
+def save_samples(s: State, at: int) -> None:
+    """The fixed-noise grid of step `at` (none for a supervised baseline, which trains no G)."""
+    if s.world.main and not s.cfg.baseline:
+        s.G.eval()
+        with torch.no_grad(), s.amp:
+            x = s.G(s.fixed_z).float()
+        s.G.train()
+        path = s.run.sample_path(at)
+        save_points(x, path, s.real_points) if s.real_points is not None else save_grid(x, path)
+        if s.tb and s.real_points is None:
+            s.tb.add_image("samples", make_grid(x), at, dataformats="HWC")
 
 
-def _loop(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world) -> dict[str, Any]:
-    s = Session(cfg, resume_from, overwrite, progress, world)  # data, nets and run folder, fresh or restored
-    start, log = s.step, s.log
-    if s.step == 0:
-        s.save_samples(0)
-    step_fn = make_step(s)
-    with stop_on_interrupt() as stop:
-        while s.step < s.num_steps and not stop.requested:
-            stats = step_fn(s.step)
-            s.step += 1
-            log.add(stats)
-            step, last = s.step, s.step == s.num_steps
-            if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
-                log.flush(step)
-            if step % cfg.sample_every == 0 or last:
-                s.save_samples(step)
-            if step % cfg.checkpoint_every == 0 or last:
-                s.checkpoint(step)
-            if cfg.eval_every and (step % cfg.eval_every == 0 or last):
-                s.evaluate(step)
-        if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
-            log.flush(s.step)
-            s.checkpoint(s.step)
-    log.close()
-    if stop.requested:
-        raise GankitError(f"interrupted at step {s.step}; checkpoint saved. Continue with: "
-                          f"gankit train --resume {s.run.path}")
-    return s.summary(start)
+def checkpoint(s: State, at: int, best: bool = False) -> None:
+    """Weights, optimisers, step, RNG streams of every rank and the config, in one file (rank 0)."""
+    world, device = s.world, s.device
+    for net in (s.G, s.D):
+        distributed.broadcast_state(net, world)  # BatchNorm running statistics differ per rank
+    rng = {"torch": torch.get_rng_state(),
+           "cuda": distributed.gather(torch.cuda.get_rng_state(device), world) if device.type == "cuda" else []}
+    if world.size > 1:
+        rng["ranks"] = distributed.gather(torch.get_rng_state(), world)
+    if world.main:
+        nets = {"G": s.G.state_dict(), "D": s.D.state_dict(), "opt_g": s.opt_g.state_dict(),
+                "opt_d": s.opt_d.state_dict(), **(s.ssl.state_dict() if s.ssl else {})}
+        s.run.save_checkpoint({"format": 1, "step": at, "elapsed_s": s.log.seconds(), "world_size": world.size,
+                               **nets, "rng": rng, "config": s.cfg.to_dict()}, best=best)
+    if not best:
+        s.log.last_checkpoint = at
+
+
+def evaluate(s: State, at: int) -> None:
+    """Metrics of the current G (and test accuracy of a classifier) into metrics.jsonl; keep the
+    checkpoint with the best fid."""
+    cfg, row = s.cfg, None
+    if s.world.main:
+        from gankit.evaluate import evaluate as evaluate_images
+
+        row = {"step": at}
+        gan_metrics = [m for m in cfg.eval_metrics if m != "accuracy"]
+        if gan_metrics:
+            s.G.eval()
+            m = evaluate_images((s.G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
+                                seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
+            s.G.train()
+            row.update({k: v for k, v in m.items() if isinstance(v, (int, float))})
+        if s.ssl and "accuracy" in cfg.eval_metrics:
+            row.update(s.ssl.test(s.D))
+        s.run.append_metrics(row)
+        for k, v in row.items():
+            if s.tb and k != "step":
+                s.tb.add_scalar(f"eval/{k}", v, at)
+    row = distributed.share(row, s.world)
+    if row.get("fid", s.best_fid) < s.best_fid:
+        s.best_fid = row["fid"]
+        checkpoint(s, at, best=True)
+
+
+def summary(s: State, start: int) -> dict:
+    run, world = s.run, s.world
+    session_s = s.log.seconds() - s.log.elapsed
+    out = {"run": str(run.path), "steps": s.step, "step_kind": s.step_kind, "wall_s": round(s.log.seconds(), 1),
+           "images_per_s": round((s.step - start) * s.log.images_per_step / session_s, 1),
+           "final": run.read_stats()[-1] if world.main and run.stats.exists() else {}}
+    evaluations = run.read_stats(run.metrics) if world.main else []
+    if evaluations:
+        out["metrics"] = evaluations[-1]
+    if s.ssl:
+        out["labelled"] = len(s.ssl.labelled)
+    if world.size > 1:
+        out["world_size"] = world.size
+        out["rank_fingerprints"] = distributed.gather(distributed.fingerprint(s.G, s.D), world)
+    return out
 
 
 class stop_on_interrupt:

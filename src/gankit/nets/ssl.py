@@ -75,8 +75,6 @@ class ImprovedGANDiscriminator(nn.Module):
     Images arrive in [-1, 1] like every gankit D sees them and are mapped to the paper's [0, 1]
     first, so the noise levels mean what they meant there. features(x) is the last hidden layer."""
 
-    fake_logit = "implicit"
-
     def __init__(self, in_shape: list[int], num_classes: int = 10, hidden: tuple[int, ...] = (1000, 500, 250, 250, 250),
                  noise_in: float = 0.3, noise_hidden: float = 0.5):
         super().__init__()
@@ -135,8 +133,6 @@ class SSGANDiscriminator(nn.Module):
     conv 128 4x4 s2 -> conv 256 4x4 s2 + BN -> conv 512 4x4 s4 + BN -> conv 1024 3x3 valid ->
     global average pool (the feature for matching) -> K+1 logits. LeakyReLU(0.2) after every conv
     (before the BN, as in the tutorial) and dropout (keep 0.7) after the first three."""
-
-    fake_logit = "explicit"
 
     def __init__(self, channels: int = 1, num_classes: int = 10, dropout: float = 0.3):
         super().__init__()

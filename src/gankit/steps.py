@@ -1,0 +1,177 @@
+"""One training step of each kind of GAN, every one with the signature ``step(s, i) -> scalars``
+(`s` the run's gankit.train.State, `i` the step number, scalars still on the device):
+
+  gan_step   (1) n_critic D updates on real batches, (2) one G update (Goodfellow et al. 2014;
+             the shape of the PyTorch DCGAN example); every objective of gankit.losses
+  ssl_step   (1) D learns the K classes from labelled images and real vs fake from the rest,
+             (2) G matches D's features (Salimans et al. 2016; see gankit.semi)
+
+make_step picks a run's step once, before the loop; a plain step on one GPU is captured in a
+CUDA graph (gankit.graphs).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Callable
+
+import torch
+
+from gankit import distributed, graphs
+from gankit.data import to_float
+from gankit.hardware import autocast
+from gankit.losses import LOGS, LOSSES, clip_weights, feature_matching, gradient_penalty, real_logit, ssl_generator, \
+    ssl_supervised, ssl_unsupervised
+from gankit.sample import sample_noise
+from gankit.semi import update_ema
+
+if TYPE_CHECKING:
+    from gankit.train import State
+
+
+def make_step(s: State) -> Callable[[int], dict]:
+    """The run's step(i), chosen once: semi-supervised, or plain (in a CUDA graph where it can be)."""
+    if s.ssl:
+        return lambda i: ssl_step(s, i)
+    if not s.graphable:
+        return lambda i: gan_step(s, i)
+    static = dataclasses.replace(s, amp=autocast(s.cfg.precision, s.device, cache=False))
+
+    def body(idx: list[torch.Tensor]) -> dict:  # the same step, on batch indices held in static buffers
+        return gan_update(static, [to_float(s.x_all[j]) for j in idx])
+
+    step, s.step_kind = graphs.try_static_step(lambda i: gan_step(s, i), body, s.batches, s.cfg.n_critic,
+                                               s.cfg.batch_size, s.device, (s.G, s.D), (s.opt_g, s.opt_d))
+    return step
+
+
+# ---------------------------------------------------------------- the plain GAN
+
+def gan_step(s: State, i: int) -> dict:
+    return gan_update(s, [s.real_batch(i * s.cfg.n_critic + k) for k in range(s.cfg.n_critic)])
+
+
+def gan_update(s: State, x_reals: list[torch.Tensor]) -> dict:
+    """A D update per real batch in x_reals (n_critic of them), then one G update; D's scalars are
+    averaged over its updates."""
+    cfg, stats = s.cfg, {}
+    for x_real in x_reals:
+        z = sample_noise(cfg, x_real.shape[0], x_real.device)
+        x_fake, d_real, d_stats = d_update(s, x_real, z)
+        for k, v in d_stats.items():
+            stats[k] = stats.get(k, 0) + v.detach() / len(x_reals)
+    if not cfg.share_z:
+        with s.amp:
+            x_fake = s.G_run(sample_noise(cfg, cfg.batch_size, x_real.device))
+    return stats | g_update(s, x_fake, d_real)
+
+
+def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)), plus λ·GP if set.
+    Returns G(z) (with its graph when the G update reuses it, share_z), D(x) and the scalars to log."""
+    cfg, D = s.cfg, s.D_run
+    with s.amp:
+        with torch.set_grad_enabled(cfg.share_z):
+            x_fake = s.G_run(z)
+        if s.joint:  # one pass over real and fake: the same result when D mixes no samples (no BatchNorm)
+            d_real, d_fake = D(torch.cat([x_real, x_fake.detach()])).float().chunk(2)
+        else:
+            d_real, d_fake = D(x_real).float(), D(x_fake.detach()).float()
+        d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
+        stats = {"d_loss": d_loss, **LOGS[cfg.loss](d_real, d_fake)}
+        if cfg.gp_weight:
+            stats["gp"] = gradient_penalty(D, x_real, x_fake)
+            d_loss = d_loss + cfg.gp_weight * stats["gp"]
+    s.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    distributed.average_gradients(s.D, s.world)
+    s.opt_d.step()
+    if cfg.clip:
+        clip_weights(s.D, cfg.clip)
+    return x_fake, d_real, stats
+
+
+def g_update(s: State, x_fake: torch.Tensor, d_real: torch.Tensor) -> dict:
+    """(2) Update G: minimise the objective's g_loss on D(G(z)). D is frozen meanwhile, so no
+    gradients are computed for its weights. Every g_loss reads d_fake alone; d_real is a placeholder."""
+    s.D.requires_grad_(False)
+    with s.amp:
+        _, g_loss = LOSSES[s.cfg.loss](d_real.detach(), s.D_run(x_fake).float())
+    s.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    distributed.average_gradients(s.G, s.world)
+    s.opt_g.step()
+    s.D.requires_grad_(True)
+    return {"g_loss": g_loss}
+
+
+# ---------------------------------------------------------------- the semi-supervised GAN
+
+def ssl_step(s: State, i: int) -> dict:
+    """n_critic D updates on labelled + unlabelled batches, then one G update (none for the baseline)."""
+    cfg, ssl, stats = s.cfg, s.ssl, {}
+    for k in range(cfg.n_critic):
+        b = i * cfg.n_critic + k
+        ids = ssl.pool[ssl.lab_batches(b)]
+        x_unl = None if cfg.baseline else s.real_batch(b)
+        z = None if cfg.baseline else sample_noise(cfg, x_unl.shape[0], x_unl.device)
+        d_stats = ssl_d_update(s, to_float(s.x_all[ids]), ssl.y_all[ids], x_unl, z, b)
+        for key, v in d_stats.items():
+            stats[key] = stats.get(key, 0) + v.detach() / cfg.n_critic
+    if not cfg.baseline:
+        x_unl = to_float(s.x_all[ssl.unl_batches(i)])
+        stats |= ssl_g_update(s, x_unl, sample_noise(cfg, x_unl.shape[0], x_unl.device))
+    return stats
+
+
+def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
+    """(1) Update D: -log p(y | x, real) on labelled images + unsup_weight · (-log P(real | x) on
+    unlabelled images - log P(fake | G(z)) on generated ones); then its moving average, if kept."""
+    cfg, D = s.cfg, s.D_run
+    with s.amp:
+        if cfg.baseline:
+            l_lab = D(x_lab).float()
+            d_loss = d_sup = ssl_supervised(l_lab, y_lab)
+            extra = {}
+        else:
+            with torch.no_grad():
+                x_fake = s.G_run(z)
+            sizes = [len(x_lab), len(x_unl), len(x_fake)]
+            if s.joint:  # one pass: the same result when D mixes no samples (no BatchNorm)
+                l_lab, l_unl, l_fake = D(torch.cat([x_lab, x_unl, x_fake.to(x_lab.dtype)])).float().split(sizes)
+            else:  # real images together, generated ones apart, as BatchNorm GANs do
+                l_lab, l_unl = D(torch.cat([x_lab, x_unl])).float().split(sizes[:2])
+                l_fake = D(x_fake).float()
+            d_sup, d_unsup = ssl_supervised(l_lab, y_lab), ssl_unsupervised(l_unl, l_fake)
+            d_loss = d_sup + cfg.unsup_weight * d_unsup
+            extra = {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
+                     "d_g_z": torch.sigmoid(real_logit(l_fake)).mean()}
+    s.opt_d.zero_grad(set_to_none=True)
+    d_loss.backward()
+    distributed.average_gradients(s.D, s.world)
+    s.opt_d.step()
+    if s.ssl.D_ema is not None:
+        update_ema(s.ssl.D_ema, s.D, min(cfg.ema, (1 + update) / (10 + update)))
+    train_acc = (l_lab[:, :-1].argmax(1) == y_lab).float().mean()
+    return {"d_loss": d_loss, "d_sup": d_sup, **extra, "train_acc": train_acc}
+
+
+def ssl_g_update(s: State, x_real, z) -> dict:
+    """(2) Update G: fm_weight · ‖E f(x) - E f(G(z))‖² over D's feature f (+ g_gan_weight ·
+    -log P(real | G(z))). D is frozen meanwhile."""
+    cfg, D = s.cfg, s.D_run
+    s.D.requires_grad_(False)
+    with s.amp:
+        with torch.no_grad():
+            h_real = D.features(x_real).float()
+        h_fake = D.features(s.G_run(z)).float()
+        g_fm = feature_matching(h_real, h_fake)
+        g_loss = cfg.fm_weight * g_fm
+        if cfg.g_gan_weight:
+            g_loss = g_loss + cfg.g_gan_weight * ssl_generator(D.head(h_fake).float())
+    s.opt_g.zero_grad(set_to_none=True)
+    g_loss.backward()
+    distributed.average_gradients(s.G, s.world)
+    s.opt_g.step()
+    s.D.requires_grad_(True)
+    return {"g_loss": g_loss, "g_fm": g_fm}
