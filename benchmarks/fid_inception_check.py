@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
     f_ref = inception_features(ref_u8.float() / 127.5 - 1, batch_size=bs, desc="gankit ref")
     f_other = inception_features(other, batch_size=bs, desc="gankit other")
     t_gankit = time.perf_counter() - t0
-    fid_gankit = frechet_distance(*mean_cov(f_other), *mean_cov(f_ref))  # = fid_inception(other, ref)
+    fid_gankit = frechet_distance(*mean_cov(f_other), *mean_cov(f_ref))  # the standard FID of other vs ref
 
     helper = FidHelper(device="cpu")  # the package's defaults: its TF-Inception, 299 px nv_bilinear, TF input range
     t0 = time.perf_counter()

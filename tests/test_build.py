@@ -1,4 +1,4 @@
-"""gankit.build: --compile falls back to eager where torch.compile fails, and the device check."""
+"""gankit.build: --compile falls back to eager where torch.compile fails; gankit.hardware.pick_device."""
 
 import pytest
 import torch
@@ -50,7 +50,7 @@ def test_compile_failure_falls_back_to_eager(broken, tmp_path, tiny_data, monkey
     train(eager, progress=False)
     nets = []
 
-    def fake_compile(net):  # the session compiles G, then D
+    def fake_compile(net):  # set-up compiles G, then D
         nets.append(net)
         return broken(net) if len(nets) == 2 else net
 

@@ -9,9 +9,8 @@ import sys
 import time
 
 from gankit.errors import GankitError
-from gankit.hardware import PRECISIONS
+from gankit.config import PRECISIONS
 from gankit.metrics import METRICS
-from gankit.run import find_checkpoint
 
 EXAMPLES = """examples:
   gankit recipes
@@ -190,6 +189,7 @@ def cmd_sample(args) -> None:
 
 def cmd_eval(args) -> None:
     from gankit.evaluate import evaluate_run
+    from gankit.run import find_checkpoint
 
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
                           seed=args.seed, write=True)

@@ -76,7 +76,7 @@ class Config:
     log_every: int = 50  # steps between stats.jsonl lines (the only host syncs of the loop)
     eval_every: int = 0  # steps between evaluations (fid, is, modes) into metrics.jsonl; 0: none
     eval_samples: int = 2000  # generated images per evaluation during training
-    eval_metrics: list[str] = field(default_factory=lambda: ["fid", "is", "modes"])  # also: pr, accuracy (test split)
+    eval_metrics: list[str] = field(default_factory=lambda: ["fid", "is", "modes"])  # any of gankit.metrics.METRICS
     tensorboard: bool = False  # also log scalars, metrics and grids to RUN/tensorboard (pip install tensorboard)
     sample_every: int = 500  # steps between sample grids
     checkpoint_every: int = 1000  # steps between checkpoints (and one at the end)
@@ -89,8 +89,11 @@ class Config:
         return json.dumps(self.to_dict(), indent=2)
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any], origin: str = "config") -> "Config":
-        d = {k: v for k, v in d.items() if k not in RETIRED}
+    def from_dict(cls, d: dict[str, Any], origin: str = "config", saved: bool = False) -> "Config":
+        """saved: a config a run recorded (config.json, a checkpoint), where fields gankit no longer
+        keeps (RETIRED) are dropped instead of refused."""
+        if saved:
+            d = {k: v for k, v in d.items() if k not in RETIRED}
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -99,6 +102,7 @@ class Config:
 
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
+PRECISIONS = ("auto", "bf16", "fp32")
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
@@ -174,7 +178,7 @@ def validate(cfg: Config) -> None:
     need(cfg.steps is not None or cfg.epochs > 0, f"epochs={cfg.epochs}: must be positive")
     need(cfg.image_size is None or cfg.image_size >= 8, f"image_size={cfg.image_size}: must be at least 8")
     need(cfg.channels in (None, 1, 3), f"channels={cfg.channels}: expected 1 or 3")
-    need(cfg.precision in ("auto", "bf16", "fp32"), f"precision={cfg.precision!r}: expected auto, bf16 or fp32")
+    need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}: expected auto, bf16 or fp32")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
     need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
     need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")

@@ -1,4 +1,6 @@
-"""Datasets as tensors in memory: MNIST, Fashion-MNIST, a folder of images, 2-D toy mixtures.
+"""Datasets as tensors in memory: MNIST, Fashion-MNIST, a folder of images, 2-D toy mixtures; a
+run's split (load_split), images to the networks' range (to_float) and the order of batches
+(BatchIndices).
 
 A whole dataset is one uint8 CPU tensor (all 60k MNIST digits take 47 MB), so training needs no
 DataLoader workers. MNIST and Fashion-MNIST come from offline sources first (IDX files in
@@ -100,7 +102,6 @@ def toy_centers(spec: str) -> torch.Tensor:
         v = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
         return torch.cartesian_prod(v, v)
     raise DataError(f"not a toy set: {spec!r} (expected toy:ring8 or toy:grid25)")
-
 
 
 def load_split(cfg, split: str = "train") -> Dataset:

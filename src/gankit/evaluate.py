@@ -119,7 +119,7 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline).
     write: also write the result to metrics.json beside the checkpoint (a read-only folder is
     refused before anything is computed)."""
-    out = find_checkpoint(run_or_checkpoint).parent / "metrics.json"
+    out = find_checkpoint(run_or_checkpoint).parent / "metrics.json" if write else None
     if write and not os.access(out.parent, os.W_OK):
         raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
     G, D, cfg = load_networks(run_or_checkpoint, device)  # D: the tested weights (a moving average if kept)
@@ -139,7 +139,10 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
         result = {**evaluate((G, cfg), dataset or cfg.dataset, names, num_samples, device, seed, cache_dir, progress,
                              evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size), **result}
     if write:
-        write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+        try:
+            write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+        except GankitError as e:  # minutes of evaluation are not lost: the numbers go into the one line
+            raise GankitError(f"{e}; the metrics were: {json.dumps(result)}") from None
     return result
 
 

@@ -6,6 +6,8 @@ CPU without them (every AVX2-only CPU: most laptops, AMD Zen 2/3, Intel consumer
 and ATen emulate bf16 with float32 arithmetic plus conversions, and a training step runs 10-20x
 slower than in float32 (docs/performance.md). ``precision="auto"`` therefore resolves to bf16
 only where it is native, and to fp32 everywhere else.
+
+Also: pick_device (auto | cpu | cuda | cuda:N, one GPU per torchrun process) and autocast.
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from pathlib import Path
 import torch
 
 from gankit.distributed import World
+from gankit.config import PRECISIONS
 from gankit.errors import GankitError
 
-PRECISIONS = ("auto", "bf16", "fp32")
 
 
 @dataclass(frozen=True)

@@ -75,7 +75,6 @@ LOSSES = {
 }
 
 
-
 # ---------------------------------------------------------------- what each objective logs
 
 def probabilities(d_real: Tensor, d_fake: Tensor) -> dict[str, Tensor]:

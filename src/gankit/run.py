@@ -15,6 +15,7 @@ import os
 import pickle
 import re
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -95,7 +96,7 @@ class RunDir:
         if (self.path / MANIFEST).is_file():
             return True
         try:
-            Config.from_dict(json.loads(self.config.read_text()), origin=str(self.config))
+            Config.from_dict(json.loads(self.config.read_text()), origin=str(self.config), saved=True)
             return True
         except Exception:
             return False
@@ -220,7 +221,7 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
         raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
     if isinstance(state["config"], dict):  # older checkpoints kept world_size in their config
         state.setdefault("world_size", state["config"].get("world_size", 1))
-    state["config"] = Config.from_dict(state["config"], origin=str(path))
+    state["config"] = Config.from_dict(state["config"], origin=str(path), saved=True)
     return state
 
 
@@ -243,3 +244,31 @@ def load_into(obj: Any, state: dict[str, Any], key: str, origin: str | os.PathLi
                       lines[0] if lines else type(e).__name__)
         raise GankitError(f"{origin}: its {key} does not fit the networks of recipe {recipe} "
                           f"({detail[:160]})") from None
+
+
+def check_folder_config(run: Path, saved: Config) -> None:
+    """The run folder's config.json against the checkpoint's own config: a checkpoint of another
+    recipe or dataset (dropped into the folder) is refused; any other difference (an edit of
+    config.json) is named in one line, and the checkpoint's config wins."""
+    path = run / "config.json" if run.is_dir() else run.parent / "config.json"
+    if not path.exists():
+        return
+    try:
+        folder = json.loads(path.read_text())
+        if not isinstance(folder, dict):
+            raise ValueError("not a JSON object")
+    except ValueError as e:
+        raise GankitError(f"{path}: not a readable config ({e}); the checkpoint holds the run's config: "
+                          f"restore config.json or delete it to resume from the checkpoint") from None
+    ours = saved.to_dict()
+    for key in ("recipe", "dataset"):
+        if key in folder and folder[key] != ours[key]:
+            raise GankitError(f"--resume {run}: the checkpoint is a {ours['recipe']} run on {ours['dataset']} but "
+                              f"{path} says {folder.get('recipe')} on {folder.get('dataset')}; refusing to mix "
+                              f"two runs (is the checkpoint from another run?)")
+    changed = [f"{k} ({folder[k]!r} in config.json, {ours[k]!r} in the checkpoint)"
+               for k in sorted(folder) if k in ours and k != "out" and folder[k] != ours[k]]
+    if changed:
+        print(f"gankit: note: {path} differs from the checkpoint's config in {', '.join(changed)}; the checkpoint's "
+              f"config wins and config.json is rewritten from it (change a budget with --steps/--epochs)",
+              file=sys.stderr)

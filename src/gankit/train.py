@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import json
 import os
 import signal
 import sys
@@ -34,8 +33,9 @@ from gankit.errors import GankitError
 from gankit.files import write_text_atomic
 from gankit.hardware import autocast, pick_device, resolve_precision
 from gankit.images import make_grid, save_grid, save_points
+from gankit.metrics import METRICS, check_metrics
 from gankit.monitor import Monitor, tensorboard_writer
-from gankit.run import RunDir, load_checkpoint, load_into
+from gankit.run import RunDir, check_folder_config, load_checkpoint, load_into
 from gankit.sample import sample_noise
 from gankit.semi import SemiSupervised
 from gankit.steps import make_step
@@ -161,10 +161,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         raise GankitError(f"dataset {cfg.dataset} has {data.x.shape[0]} samples, fewer than batch_size x processes x "
                           f"n_critic = {images_per_step}")
     num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
-    if cfg.eval_every and any(m != "accuracy" for m in cfg.eval_metrics):  # fail now, not at the first evaluation
-        from gankit.metrics.evaluator import Evaluator
-
-        distributed.first(lambda: Evaluator.load(cfg.dataset, "cpu"), world)
+    if cfg.eval_every:  # fail now, not at the first evaluation, if a metric's network is missing
+        distributed.first(lambda: check_metrics(cfg.eval_metrics, cfg.dataset), world)
     SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
 
     # ---- networks and optimisers: the same initial weights on every rank, then a noise stream per rank
@@ -237,34 +235,6 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
     return step, state.get("elapsed_s", 0.0)
 
 
-def check_folder_config(run: Path, saved: Config) -> None:
-    """The run folder's config.json against the checkpoint's own config: a checkpoint of another
-    recipe or dataset (dropped into the folder) is refused; any other difference (an edit of
-    config.json) is named in one line, and the checkpoint's config wins."""
-    path = run / "config.json" if run.is_dir() else run.parent / "config.json"
-    if not path.exists():
-        return
-    try:
-        folder = json.loads(path.read_text())
-        if not isinstance(folder, dict):
-            raise ValueError("not a JSON object")
-    except ValueError as e:
-        raise GankitError(f"{path}: not a readable config ({e}); the checkpoint holds the run's config: "
-                          f"restore config.json or delete it to resume from the checkpoint") from None
-    ours = saved.to_dict()
-    for key in ("recipe", "dataset"):
-        if key in folder and folder[key] != ours[key]:
-            raise GankitError(f"--resume {run}: the checkpoint is a {ours['recipe']} run on {ours['dataset']} but "
-                              f"{path} says {folder.get('recipe')} on {folder.get('dataset')}; refusing to mix "
-                              f"two runs (is the checkpoint from another run?)")
-    changed = [f"{k} ({folder[k]!r} in config.json, {ours[k]!r} in the checkpoint)"
-               for k in sorted(folder) if k in ours and k != "out" and folder[k] != ours[k]]
-    if changed:
-        print(f"gankit: note: {path} differs from the checkpoint's config in {', '.join(changed)}; the checkpoint's "
-              f"config wins and config.json is rewritten from it (change a budget with --steps/--epochs)",
-              file=sys.stderr)
-
-
 # ---------------------------------------------------------------- what hangs off the loop
 
 def save_samples(s: State, at: int) -> None:
@@ -306,14 +276,14 @@ def evaluate(s: State, at: int) -> None:
         from gankit.evaluate import evaluate as evaluate_images
 
         row = {"step": at}
-        gan_metrics = [m for m in cfg.eval_metrics if m != "accuracy"]
+        gan_metrics = [m for m in cfg.eval_metrics if METRICS[m].needs != "classifier"]
         if gan_metrics:
             s.G.eval()
             m = evaluate_images((s.G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
                                 seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
             s.G.train()
             row.update({k: v for k, v in m.items() if isinstance(v, (int, float))})
-        if s.ssl and "accuracy" in cfg.eval_metrics:
+        if s.ssl and any(METRICS[m].needs == "classifier" for m in cfg.eval_metrics):
             row.update(s.ssl.test(s.D))
         s.run.append_metrics(row)
         for k, v in row.items():

@@ -4,7 +4,7 @@ running statistics (stats.py), and the formulas (fid.py, inception_score.py, pre
 modes.py; toy.py for 2-D mixtures). gankit.evaluate puts them together against a test split.
 
 METRICS below is the one list of metrics: validation, the CLI's help, gankit.evaluate and the
-report all read it. A new metric is a formula file plus one row.
+trainer's set-up check read it. A metric in the evaluator's embedding is a formula file plus one row.
 """
 
 from __future__ import annotations
@@ -76,6 +76,18 @@ METRICS = {m.name: m for m in [
            "test split"),
 ]}
 DEFAULT_METRICS = ("fid", "is", "pr", "modes")
+
+
+def check_metrics(names, dataset: str) -> None:
+    """Load what the metrics `names` need for `dataset` (the evaluator CNN, the Inception file), so
+    a missing file is one line before a run starts rather than at its first evaluation."""
+    needs = {METRICS[n].needs for n in names}
+    if "evaluator" in needs:
+        Evaluator.load(dataset, "cpu")
+    if "inception" in needs:
+        from gankit.metrics.fid_inception import model_path
+
+        model_path()
 
 __all__ = ["DEFAULT_METRICS", "METRICS", "Embedded", "Evaluator", "EvaluatorNet", "Metric", "RunningStats",
            "class_coverage", "frechet_distance", "inception_score", "knn_radii", "mean_cov", "mode_coverage",
