@@ -16,7 +16,8 @@ from gankit.nets.ssl import ImprovedGANDiscriminator, ImprovedGANGenerator, SSGA
 from gankit.recipes import RECIPES
 from gankit.run import load_checkpoint
 from gankit.sample import load_networks
-from gankit.semi import labelled_subset, update_ema
+from gankit.semi import labelled_subset
+from gankit.steps import update_ema
 from gankit.train import resume, train
 
 

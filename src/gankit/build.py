@@ -9,6 +9,7 @@ import torch
 
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
+from gankit.nets import spectral_normalise
 from gankit.recipes import get as get_recipe
 
 
@@ -113,6 +114,8 @@ def build(cfg: Config, device: torch.device, capturable: bool = False):
                           f"discriminator; semi-supervised training needs recipe ssgan or improved-gan")
     if hasattr(D, "head") and not is_semi_supervised(cfg):
         raise GankitError(f"recipe {cfg.recipe} trains a classifier: set labels_per_class or label_rate")
+    if cfg.spectral_norm:
+        spectral_normalise(D)
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = (net.to(memory_format=torch.channels_last) if _is_conv(net) else net for net in (G, D))

@@ -106,6 +106,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
+                   "(which a run with g_ema uses by default)")
 
     e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
@@ -114,6 +116,7 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
+    e.add_argument("--no-ema", action="store_true", help="score the raw G, not the moving average of its weights")
 
     r = sub.add_parser("report", help="write RUN/report.html from the run folder")
     r.add_argument("run", metavar="RUN")
@@ -184,7 +187,7 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     from gankit.sample import sample
 
-    print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device))
+    print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device, ema=not args.no_ema))
 
 
 def cmd_eval(args) -> None:
@@ -192,7 +195,7 @@ def cmd_eval(args) -> None:
     from gankit.run import find_checkpoint
 
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
-                          seed=args.seed, write=True)
+                          seed=args.seed, write=True, ema=not args.no_ema)
     width = max(map(len, result))
     for k, v in result.items():
         if not k.endswith("_floor"):

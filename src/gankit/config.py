@@ -32,6 +32,14 @@ class Config:
     gp_weight: float = 0.0  # λ of the WGAN-GP gradient penalty; 0 disables it
     clip: float = 0.0  # WGAN weight clipping to [-clip, clip] after each D step; 0 disables it
     n_critic: int = 1  # D (critic) updates per G update
+    r1_gamma: float = 0.0  # γ of R1 = γ/2·E‖∇D(x)‖² on real images (Mescheder et al. 2018); 0 disables it
+    r2_gamma: float = 0.0  # γ of R2, the same on generated images; 0 disables it
+    reg_every: int = 1  # lazy R1/R2: every k-th D update, weighted by k (StyleGAN2); 1: every update
+
+    # training techniques
+    g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none
+    spectral_norm: bool = False  # spectral normalisation of D's linear and conv layers (Miyato et al. 2018)
+    diffaugment: str = ""  # DiffAugment on real and fake images before D: some of color,translation,cutout
 
     # semi-supervised classification: set labels_per_class or label_rate (recipes ssgan, improved-gan)
     labels_per_class: int = 0  # labelled training images per class (a balanced subset)
@@ -103,6 +111,7 @@ class Config:
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 PRECISIONS = ("auto", "bf16", "fp32")
+AUGMENTATIONS = ("color", "translation", "cutout")  # gankit.augment
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
@@ -203,6 +212,18 @@ def validate(cfg: Config) -> None:
          f"--eval-every: the metrics need an evaluator network, which gankit has for mnist and fashion-mnist, "
          f"not {cfg.dataset}")
     need(cfg.threads >= 0, f"threads={cfg.threads}: must be >= 0 (0: all cores)")
+    need(0 <= cfg.g_ema < 1, f"g_ema={cfg.g_ema}: expected a decay in [0, 1) (0: no moving average of G)")
+    for name in ("r1_gamma", "r2_gamma"):
+        need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0 disables it)")
+    need(not (cfg.spectral_norm and is_semi_supervised(cfg)), "spectral_norm=true: the semi-supervised "
+         "discriminators are weight-normalised already; train them without it")
+    need(cfg.reg_every >= 1, f"reg_every={cfg.reg_every}: must be at least 1")
+    bad_aug = [p for p in cfg.diffaugment.split(",") if p and p not in AUGMENTATIONS]
+    need(not bad_aug, f"diffaugment={cfg.diffaugment}: expected some of {', '.join(AUGMENTATIONS)}")
+    need(not cfg.diffaugment or not cfg.dataset.startswith("toy:"),
+         f"diffaugment={cfg.diffaugment}: DiffAugment transforms images; {cfg.dataset} holds 2-D points")
+    need(not (cfg.compile and (cfg.r1_gamma or cfg.r2_gamma)), "compile=true: torch.compile does not support the "
+         "double backward of R1/R2; train without it")
     need(not (cfg.compile and cfg.gp_weight), "compile=true: torch.compile does not support the double backward "
          "of the gradient penalty; train WGAN-GP without it")
     need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),

@@ -113,16 +113,17 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
 def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | str | None = None,
                  num_samples: int = 10_000, device: str = "cpu", seed: int = 0,
                  cache_dir: str | os.PathLike | None = None, progress: bool = True, *, dataset: str | None = None,
-                 evaluator: Evaluator | None = None, batch_size: int = 500, write: bool = False) -> dict[str, Any]:
+                 evaluator: Evaluator | None = None, batch_size: int = 500, write: bool = False,
+                 ema: bool = True) -> dict[str, Any]:
     """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`);
     "accuracy" tests a semi-supervised run's classifier on the test split. metrics=None: the
     default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline).
     write: also write the result to metrics.json beside the checkpoint (a read-only folder is
-    refused before anything is computed)."""
+    refused before anything is computed). ema: G's moving average where the run kept one (g_ema)."""
     out = find_checkpoint(run_or_checkpoint).parent / "metrics.json" if write else None
     if write and not os.access(out.parent, os.W_OK):
         raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
-    G, D, cfg = load_networks(run_or_checkpoint, device)  # D: the tested weights (a moving average if kept)
+    G, D, cfg = load_networks(run_or_checkpoint, device, ema)  # D: the tested weights (a moving average if kept)
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
             else DEFAULT_METRICS

@@ -8,7 +8,8 @@ objective and the log-sigmoid terms are computed stably.
 
 References: Goodfellow et al. 2014 (minimax, non-saturating), Mao et al. 2017 (least squares),
 Arjovsky et al. 2017 (Wasserstein, weight clipping), Gulrajani et al. 2017 (gradient penalty),
-Lim & Ye 2017 / Miyato et al. 2018 (hinge), Salimans et al. 2016 (semi-supervised K+1 classes,
+Lim & Ye 2017 / Miyato et al. 2018 (hinge), Jolicoeur-Martineau 2019 / Huang et al. 2024
+(relativistic pairing), Mescheder et al. 2018 (R1, R2), Salimans et al. 2016 (semi-supervised K+1 classes,
 feature matching).
 
 Semi-supervised discriminators return K+1 logits per image, the last one for "fake"
@@ -65,6 +66,15 @@ def mse_sigmoid(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
     return d_loss, g_loss
 
 
+def relativistic(d_real: Tensor, d_fake: Tensor) -> tuple[Tensor, Tensor]:
+    """Relativistic pairing (RpGAN; Jolicoeur-Martineau 2019), the objective of R3GAN (Huang et al.
+    2024): each real image should score above its paired fake, softplus(-(D(x) - D(G(z)))), and G
+    wants the reverse. Unlike the losses above, G's loss reads d_real too (see G_READS_REAL)."""
+    d_loss = F.softplus(-(d_real - d_fake)).mean()
+    g_loss = F.softplus(-(d_fake - d_real)).mean()
+    return d_loss, g_loss
+
+
 LOSSES = {
     "minimax": minimax,
     "nonsaturating": nonsaturating,
@@ -72,7 +82,9 @@ LOSSES = {
     "wasserstein": wasserstein,
     "hinge": hinge,
     "mse_sigmoid": mse_sigmoid,
+    "relativistic": relativistic,
 }
+G_READS_REAL = {"relativistic"}  # objectives whose g_loss needs D(x) of the current D, not a placeholder
 
 
 # ---------------------------------------------------------------- what each objective logs
@@ -100,6 +112,7 @@ LOGS = {
     "wasserstein": critic_estimate,
     "hinge": raw_outputs,
     "mse_sigmoid": probabilities,
+    "relativistic": raw_outputs,
 }
 
 
@@ -143,6 +156,15 @@ def gradient_penalty(D, x_real: Tensor, x_fake: Tensor) -> Tensor:
     x_hat = (alpha * x_real.detach() + (1 - alpha) * x_fake.detach()).requires_grad_(True)
     (grad,) = torch.autograd.grad(D(x_hat).sum(), x_hat, create_graph=True)
     return (grad.flatten(1).norm(2, dim=1) - 1).pow(2).mean()
+
+
+def gradient_norm(D, x: Tensor) -> Tensor:
+    """E‖∇ₓD(x)‖²: R1 on real images, R2 on generated ones (Mescheder et al. 2018), zero-centred
+    gradient penalties that keep D from growing steep around the data (R1) and the samples (R2).
+    The caller multiplies by γ/2; ``create_graph`` keeps it differentiable for D's weights."""
+    x = x.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(D(x).float().sum(), x, create_graph=True)
+    return grad.flatten(1).float().pow(2).sum(1).mean()
 
 
 @torch.no_grad()

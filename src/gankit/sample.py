@@ -9,6 +9,7 @@ import torch
 
 from gankit.hardware import pick_device
 from gankit.images import save_grid, save_points
+from gankit.nets import spectral_normalise
 from gankit.recipes import get as get_recipe
 from gankit.run import load_checkpoint, load_into
 
@@ -27,29 +28,33 @@ def sample_noise(cfg, n: int, device: torch.device | str = "cpu", generator: tor
     return z.to(device)
 
 
-def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
-    """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. D carries the
-    weights that are tested: the moving average of D's weights where the run kept one."""
+def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
+    """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. G is the moving
+    average of G's weights where the run kept one (g_ema) unless ema=False; D carries the weights
+    that are tested: the moving average of D's weights where the run kept one."""
     dev = pick_device(device)
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
     cfg = state["config"]
     G, D = get_recipe(cfg.recipe).nets(cfg)
-    load_into(G, state, "G", run_or_checkpoint)
+    if cfg.spectral_norm:
+        spectral_normalise(D)
+    load_into(G, state, "G_ema" if ema and "G_ema" in state else "G", run_or_checkpoint)
     load_into(D, state, "D_ema" if "D_ema" in state else "D", run_or_checkpoint)
     return G.to(dev).eval(), D.to(dev).eval(), cfg
 
 
-def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto"):
-    """-> (G in eval mode on `device`, its Config)."""
-    G, _, cfg = load_networks(run_or_checkpoint, device)
+def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
+    """-> (G in eval mode on `device`, its Config); the moving average of G where the run kept one."""
+    G, _, cfg = load_networks(run_or_checkpoint, device, ema)
     return G, cfg
 
 
 @torch.no_grad()
 def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLike = "grid.png",
-           seed: int = 0, device: str = "auto") -> Path:
-    """Write `n` samples of the run's generator, drawn with noise seeded by `seed`, to `out`."""
-    G, cfg = load_generator(run_or_checkpoint, device)
+           seed: int = 0, device: str = "auto", ema: bool = True) -> Path:
+    """Write `n` samples of the run's generator (its moving average, if kept, unless ema=False),
+    drawn with noise seeded by `seed`, to `out`."""
+    G, cfg = load_generator(run_or_checkpoint, device, ema)
     dev = next(G.parameters()).device
     x = G(sample_noise(cfg, n, dev, torch.Generator().manual_seed(seed)))
     (save_grid if x.dim() == 4 else save_points)(x, out)

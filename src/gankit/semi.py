@@ -91,13 +91,3 @@ class SemiSupervised:
         if self._test is None:
             self._test = load_split(self.cfg, "test")
         return classifier_accuracy(self.classifier(D), self._test.x, self._test.y)
-
-
-@torch.no_grad()
-def update_ema(D_ema: torch.nn.Module, D: torch.nn.Module, decay: float) -> None:
-    """θ_ema ← decay · θ_ema + (1 - decay) · θ; buffers (BatchNorm statistics) are copied. The
-    caller warms the decay up, min(ema, (1 + t) / (10 + t)) at update t, so that the average does
-    not linger on the initial weights."""
-    torch._foreach_lerp_(list(D_ema.parameters()), list(D.parameters()), 1 - decay)
-    for b_ema, b in zip(D_ema.buffers(), D.buffers()):
-        b_ema.copy_(b)

@@ -20,10 +20,9 @@ import torch
 from gankit import distributed, graphs
 from gankit.data import to_float
 from gankit.hardware import autocast
-from gankit.losses import LOGS, LOSSES, clip_weights, feature_matching, gradient_penalty, real_logit, ssl_generator, \
-    ssl_supervised, ssl_unsupervised
+from gankit.losses import G_READS_REAL, LOGS, LOSSES, clip_weights, feature_matching, gradient_norm, gradient_penalty, \
+    real_logit, ssl_generator, ssl_supervised, ssl_unsupervised
 from gankit.sample import sample_noise
-from gankit.semi import update_ema
 
 if TYPE_CHECKING:
     from gankit.train import State
@@ -55,33 +54,40 @@ def gan_update(s: State, x_reals: list[torch.Tensor]) -> dict:
     """A D update per real batch in x_reals (n_critic of them), then one G update; D's scalars are
     averaged over its updates."""
     cfg, stats = s.cfg, {}
-    for x_real in x_reals:
+    for k, x_real in enumerate(x_reals):
         z = sample_noise(cfg, x_real.shape[0], x_real.device)
-        x_fake, d_real, d_stats = d_update(s, x_real, z)
+        x_fake, d_real, d_stats = d_update(s, x_real, z, s.step * cfg.n_critic + k)
         for k, v in d_stats.items():
             stats[k] = stats.get(k, 0) + v.detach() / len(x_reals)
     if not cfg.share_z:
         with s.amp:
             x_fake = s.G_run(sample_noise(cfg, cfg.batch_size, x_real.device))
-    return stats | g_update(s, x_fake, d_real)
+    return stats | g_update(s, x_fake, x_real, d_real)
 
 
-def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, dict]:
-    """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)), plus λ·GP if set.
-    Returns G(z) (with its graph when the G update reuses it, share_z), D(x) and the scalars to log."""
-    cfg, D = s.cfg, s.D_run
+def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor, update: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+    """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)) (both through s.augment),
+    plus λ·GP and γ/2·R1, γ/2·R2 if set. Returns G(z) (with its graph when the G update reuses it,
+    share_z), D(x) and the scalars to log. `update` counts D updates, for lazy R1/R2."""
+    cfg, D, aug = s.cfg, s.D_run, s.augment
     with s.amp:
         with torch.set_grad_enabled(cfg.share_z):
             x_fake = s.G_run(z)
         if s.joint:  # one pass over real and fake: the same result when D mixes no samples (no BatchNorm)
-            d_real, d_fake = D(torch.cat([x_real, x_fake.detach()])).float().chunk(2)
+            d_real, d_fake = D(aug(torch.cat([x_real, x_fake.detach()]))).float().chunk(2)
         else:
-            d_real, d_fake = D(x_real).float(), D(x_fake.detach()).float()
+            d_real, d_fake = D(aug(x_real)).float(), D(aug(x_fake.detach())).float()
         d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
         stats = {"d_loss": d_loss, **LOGS[cfg.loss](d_real, d_fake)}
         if cfg.gp_weight:
             stats["gp"] = gradient_penalty(D, x_real, x_fake)
             d_loss = d_loss + cfg.gp_weight * stats["gp"]
+        for name, gamma, x in (("r1", cfg.r1_gamma, x_real), ("r2", cfg.r2_gamma, x_fake)):
+            if gamma:  # lazily: every reg_every-th update, k times as strong; logged as k·value or 0, whose mean is the value's
+                lazy = cfg.reg_every if update % cfg.reg_every == 0 else 0
+                penalty = gradient_norm(D, aug(x)) if lazy else torch.zeros((), device=x.device)
+                stats[name] = lazy * penalty
+                d_loss = d_loss + gamma / 2 * lazy * penalty
     s.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     distributed.average_gradients(s.D, s.world)
@@ -91,12 +97,15 @@ def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor) -> tuple[torch.Ten
     return x_fake, d_real, stats
 
 
-def g_update(s: State, x_fake: torch.Tensor, d_real: torch.Tensor) -> dict:
+def g_update(s: State, x_fake: torch.Tensor, x_real: torch.Tensor, d_real: torch.Tensor) -> dict:
     """(2) Update G: minimise the objective's g_loss on D(G(z)). D is frozen meanwhile, so no
-    gradients are computed for its weights. Every g_loss reads d_fake alone; d_real is a placeholder."""
+    gradients are computed for its weights. Most g_losses read d_fake alone and d_real (of the last
+    D update) is a placeholder; a pairing loss (G_READS_REAL) gets D(x) of the current D."""
     s.D.requires_grad_(False)
     with s.amp:
-        _, g_loss = LOSSES[s.cfg.loss](d_real.detach(), s.D_run(x_fake).float())
+        if s.cfg.loss in G_READS_REAL:
+            d_real = s.D_run(s.augment(x_real)).float()
+        _, g_loss = LOSSES[s.cfg.loss](d_real.detach(), s.D_run(s.augment(x_fake)).float())
     s.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     distributed.average_gradients(s.G, s.world)
@@ -175,3 +184,13 @@ def ssl_g_update(s: State, x_real, z) -> dict:
     s.opt_g.step()
     s.D.requires_grad_(True)
     return {"g_loss": g_loss, "g_fm": g_fm}
+
+
+@torch.no_grad()
+def update_ema(net_ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
+    """θ_ema ← decay · θ_ema + (1 - decay) · θ; buffers (BatchNorm statistics, spectral-norm vectors)
+    are copied. Callers warm the decay up, min(decay, (1 + t) / (10 + t)) at update t, so that the
+    average does not linger on the initial weights."""
+    torch._foreach_lerp_(list(net_ema.parameters()), list(net.parameters()), 1 - decay)
+    for b_ema, b in zip(net_ema.buffers(), net.buffers()):
+        b_ema.copy_(b)

@@ -14,18 +14,21 @@ own shard of every global batch (gankit.distributed); rank 0 alone writes the ru
 from __future__ import annotations
 
 import contextlib
+import copy
 import dataclasses
 import os
 import signal
 import sys
 import threading
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
 
 from gankit import data as datasets
+from gankit.augment import diff_augment
 from gankit import distributed, graphs
 from gankit.build import build, compile_or_eager, mixes_samples
 from gankit.config import Config, is_semi_supervised, validate, with_data
@@ -38,7 +41,7 @@ from gankit.monitor import Monitor, tensorboard_writer
 from gankit.run import RunDir, check_folder_config, load_checkpoint, load_into
 from gankit.sample import sample_noise
 from gankit.semi import SemiSupervised
-from gankit.steps import make_step
+from gankit.steps import make_step, update_ema
 
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -85,6 +88,8 @@ def loop(s: State) -> dict[str, Any]:
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.requested:
             log.add(step_fn(s.step))
+            if s.G_ema is not None:  # warmed up: the average does not linger on the first weights
+                update_ema(s.G_ema, s.G, min(cfg.g_ema, (1 + s.step) / (10 + s.step)))
             s.step += 1
             step, last = s.step, s.step == s.num_steps
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
@@ -127,6 +132,8 @@ class State:
     joint: bool  # D may see real and fake in one batch (no BatchNorm)
     graphable: bool  # the step may be captured in a CUDA graph (gankit.graphs)
     ssl: SemiSupervised | None  # the labelled side of a semi-supervised run
+    G_ema: torch.nn.Module | None  # the moving average of G's weights (g_ema), which grids and metrics use
+    augment: Callable[[torch.Tensor], torch.Tensor]  # DiffAugment before D, or the identity
     fixed_z: torch.Tensor  # the noise of every sample grid
     real_points: torch.Tensor | None  # real points under a toy run's scatter plots
     num_steps: int
@@ -172,6 +179,7 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     if world.rank:
         torch.manual_seed(cfg.seed + 7919 * world.rank)
     ssl = SemiSupervised(cfg, data.y, len(data.x), device, world, D) if is_semi_supervised(cfg) else None
+    G_ema = copy.deepcopy(G).requires_grad_(False) if cfg.g_ema else None
 
     # ---- run folder: a fresh one, or weights, optimisers, RNG and logs back as of the checkpoint
     run, step, elapsed = RunDir(cfg.out), 0, 0.0
@@ -183,7 +191,7 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         if ssl:
             ssl.init_weights(D, x_all)
     else:
-        step, elapsed = restore(resume_from, cfg, run, world, device, (G, D, opt_g, opt_d, ssl), num_steps)
+        step, elapsed = restore(resume_from, cfg, run, world, device, (G, D, opt_g, opt_d, ssl, G_ema), num_steps)
 
     # ---- what the loop logs
     if progress and world.main:
@@ -202,17 +210,22 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
                  D_run=compile_or_eager(D, "D") if cfg.compile else D, opt_g=opt_g, opt_d=opt_d, x_all=x_all,
                  batches=datasets.BatchIndices(len(x_all), cfg.batch_size, cfg.seed, device, world),
                  amp=autocast(cfg.precision, device), joint=not mixes_samples(D), graphable=graphable, ssl=ssl,
+                 G_ema=G_ema, augment=partial(diff_augment, policy=cfg.diffaugment) if cfg.diffaugment else _identity,
                  fixed_z=sample_noise(cfg, cfg.grid_size, device, torch.Generator().manual_seed(cfg.seed)),
                  real_points=None if data.kind == "image" else data.x[:cfg.grid_size], num_steps=num_steps,
                  log=log, tb=tb, step=step, best_fid=best_fid)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x
 
 
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
             num_steps: int) -> tuple[int, float]:
     """Weights, optimisers and RNG streams from a checkpoint; the run folder's logs cut back to its
     step. -> (step, training seconds so far)."""
-    G, D, opt_g, opt_d, ssl = trained
-    for name, obj in (("G", G), ("D", D), ("opt_g", opt_g), ("opt_d", opt_d)):
+    G, D, opt_g, opt_d, ssl, G_ema = trained
+    for name, obj in (("G", G), ("D", D), ("opt_g", opt_g), ("opt_d", opt_d)) + ((("G_ema", G_ema),) if G_ema else ()):
         load_into(obj, state, name, run.checkpoint)
     if ssl:
         ssl.load_state_dict(state)
@@ -240,9 +253,10 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
 def save_samples(s: State, at: int) -> None:
     """The fixed-noise grid of step `at` (none for a supervised baseline, which trains no G)."""
     if s.world.main and not s.cfg.baseline:
-        s.G.eval()
+        G = s.G_ema if s.G_ema is not None else s.G
+        G.eval()
         with torch.no_grad(), s.amp:
-            x = s.G(s.fixed_z).float()
+            x = G(s.fixed_z).float()
         s.G.train()
         path = s.run.sample_path(at)
         save_points(x, path, s.real_points) if s.real_points is not None else save_grid(x, path)
@@ -261,7 +275,8 @@ def checkpoint(s: State, at: int, best: bool = False) -> None:
         rng["ranks"] = distributed.gather(torch.get_rng_state(), world)
     if world.main:
         nets = {"G": s.G.state_dict(), "D": s.D.state_dict(), "opt_g": s.opt_g.state_dict(),
-                "opt_d": s.opt_d.state_dict(), **(s.ssl.state_dict() if s.ssl else {})}
+                "opt_d": s.opt_d.state_dict(), **(s.ssl.state_dict() if s.ssl else {}),
+                **({"G_ema": s.G_ema.state_dict()} if s.G_ema is not None else {})}
         s.run.save_checkpoint({"format": 1, "step": at, "elapsed_s": s.log.seconds(), "world_size": world.size,
                                **nets, "rng": rng, "config": s.cfg.to_dict()}, best=best)
     if not best:
@@ -278,8 +293,9 @@ def evaluate(s: State, at: int) -> None:
         row = {"step": at}
         gan_metrics = [m for m in cfg.eval_metrics if METRICS[m].needs != "classifier"]
         if gan_metrics:
-            s.G.eval()
-            m = evaluate_images((s.G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
+            G = s.G_ema if s.G_ema is not None else s.G
+            G.eval()
+            m = evaluate_images((G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
                                 seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
             s.G.train()
             row.update({k: v for k, v in m.items() if isinstance(v, (int, float))})

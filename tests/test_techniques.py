@@ -1,0 +1,128 @@
+"""The training techniques beside the seed recipes, each against its definition: spectral norm,
+R1/R2, the relativistic pairing loss, DiffAugment and the moving average of G; and resume stays
+bit-exact with all of them on."""
+
+import math
+
+import pytest
+import torch
+
+from gankit.augment import diff_augment
+from gankit.config import validate
+from gankit.errors import GankitError
+from gankit.losses import gradient_norm, relativistic
+from gankit.nets import MLPDiscriminator, spectral_normalise
+from gankit.recipes import RECIPES
+from gankit.run import load_checkpoint
+from gankit.sample import load_generator
+from gankit.steps import update_ema
+from gankit.train import resume, train
+
+from test_recipes import small_config
+from test_train import same_state
+
+TECHNIQUES = dict(g_ema=0.9, spectral_norm=True, r1_gamma=1.0, r2_gamma=0.5, reg_every=2,
+                  diffaugment="color,translation,cutout", loss="relativistic")
+
+
+def test_spectral_norm_makes_every_layer_1_lipschitz():
+    torch.manual_seed(0)
+    D = spectral_normalise(MLPDiscriminator([1, 28, 28], [256, 256], torch.nn.LeakyReLU))
+    x = torch.randn(8, 1, 28, 28)
+    for _ in range(200):  # one power iteration per forward pass in training mode
+        D(x)
+    layers = [m for m in D.modules() if isinstance(m, torch.nn.Linear)]
+    assert len(layers) == 3
+    for m in layers:
+        assert torch.linalg.matrix_norm(m.weight.detach(), 2).item() == pytest.approx(1.0, abs=5e-3)
+
+
+def test_r1_of_a_linear_discriminator_is_its_squared_weight_norm():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(12, 1)
+    D = torch.nn.Sequential(torch.nn.Flatten(), lin)
+    x = torch.randn(5, 3, 2, 2)
+    r1 = gradient_norm(D, x)  # ∇ₓ(w·x + b) = w for every sample
+    assert r1.item() == pytest.approx(lin.weight.pow(2).sum().item(), rel=1e-6)
+    r1.backward()  # differentiable in D's weights: ∂‖w‖²/∂w = 2w
+    assert torch.allclose(lin.weight.grad, 2 * lin.weight.detach())
+
+
+def test_relativistic_pairing_loss_by_hand():
+    d_real, d_fake = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
+    d_loss, g_loss = relativistic(d_real, d_fake)
+    assert d_loss.item() == pytest.approx((math.log1p(math.exp(-1)) + math.log1p(math.exp(1))) / 2)
+    assert g_loss.item() == pytest.approx((math.log1p(math.exp(1)) + math.log1p(math.exp(-1))) / 2)
+    assert relativistic(d_real, d_real)[0].item() == pytest.approx(math.log(2))  # no margin: log 2
+
+
+def test_moving_average_after_k_updates_is_the_closed_form():
+    """θ held at 1 from θ_ema = 0: after k warmed-up updates θ_ema = 1 - Π_t d_t, d_t = min(β, (1+t)/(10+t))."""
+    net, avg = torch.nn.Linear(3, 3), torch.nn.Linear(3, 3)
+    torch.nn.init.ones_(net.weight), torch.nn.init.zeros_(avg.weight)
+    beta, decays = 0.9, []
+    for t in range(30):
+        decays.append(min(beta, (1 + t) / (10 + t)))
+        update_ema(avg, net, decays[-1])
+    expected = 1 - math.prod(decays)
+    assert torch.allclose(avg.weight, torch.full((3, 3), expected), atol=1e-6)
+
+
+def test_diffaugment_is_differentiable_and_seeded():
+    x = (torch.rand(6, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    policy = "color,translation,cutout"
+    a = diff_augment(x, policy, torch.Generator().manual_seed(3))
+    b = diff_augment(x, policy, torch.Generator().manual_seed(3))
+    assert torch.equal(a, b)  # the same draws transform real and fake alike
+    assert not torch.equal(a, diff_augment(x, policy, torch.Generator().manual_seed(4)))
+    a.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0  # G learns through it
+    one = torch.zeros(1, 1, 8, 8)
+    one[0, 0, 4, 4] = 1
+    moved = diff_augment(one, "translation", torch.Generator().manual_seed(0))
+    assert moved.sum() <= 1 and (moved.sum() == 0 or moved.nonzero().shape == (1, 4))  # shifted, never smeared
+    assert diff_augment(x, "") is x
+
+
+def test_resume_is_bit_exact_with_every_technique(tmp_path, tiny_data):
+    full = small_config("cs231n-gan", tmp_path / "full", steps=6, **TECHNIQUES)
+    train(full, progress=False)
+    part = small_config("cs231n-gan", tmp_path / "part", steps=3, **TECHNIQUES)
+    train(part, progress=False)
+    resume(part.out, steps=6, progress=False)
+    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    for key in ("G", "D", "G_ema", "opt_g", "opt_d"):
+        assert same_state(a[key], b[key]), key
+    assert not same_state(a["G"], a["G_ema"])  # the average is its own weights
+    G, _ = load_generator(full.out, "cpu")  # sampling takes the average by default
+    assert same_state(G.state_dict(), a["G_ema"])
+    G_raw, _ = load_generator(full.out, "cpu", ema=False)
+    assert same_state(G_raw.state_dict(), a["G"])
+
+
+@pytest.mark.parametrize("over, message", [
+    (dict(diffaugment="rotate"), "diffaugment=rotate: expected some of color, translation, cutout"),
+    (dict(g_ema=1.0), "g_ema=1.0: expected a decay"),
+    (dict(r1_gamma=-1.0), "r1_gamma=-1.0: must be >= 0"),
+    (dict(reg_every=0), "reg_every=0"),
+    (dict(r1_gamma=1.0, compile=True), "double backward of R1/R2"),
+])
+def test_technique_settings_are_checked(over, message):
+    with pytest.raises(GankitError, match=message):
+        validate(RECIPES["cs231n-gan"].config(out="x", **over))
+
+
+def test_techniques_that_do_not_apply_are_refused():
+    with pytest.raises(GankitError, match="holds 2-D points"):
+        validate(RECIPES["toy"].config(out="x", diffaugment="color"))
+    with pytest.raises(GankitError, match="weight-normalised already"):
+        validate(RECIPES["improved-gan"].config(out="x", spectral_norm=True))
+
+
+def test_every_objective_combines_with_the_penalties(tmp_path, tiny_data):
+    from gankit.losses import LOSSES
+
+    for loss in LOSSES:
+        summary = train(small_config("cs231n-gan", tmp_path / loss, steps=2, loss=loss, r1_gamma=1.0, r2_gamma=1.0,
+                                     spectral_norm=True, g_ema=0.5, diffaugment="translation"), progress=False)
+        assert all(math.isfinite(v) for v in summary["final"].values()), loss
