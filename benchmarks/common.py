@@ -109,5 +109,6 @@ def step_state(cfg, device: torch.device) -> SimpleNamespace:
     """What gankit.steps.gan_update reads of a run's State (networks, optimisers, precision), built
     without data or a run folder, to time or profile the step alone."""
     G, D, opt_g, opt_d = build(cfg, device)
-    return SimpleNamespace(cfg=cfg, G=G, D=D, G_run=G, D_run=D, opt_g=opt_g, opt_d=opt_d, world=World(),
-                           amp=hardware.autocast(cfg.precision, device), joint=not mixes_samples(D))
+    return SimpleNamespace(cfg=cfg, G=G, D=D, G_run=G, D_run=D, opt_g=opt_g, opt_d=opt_d, world=World(), step=0,
+                           amp=hardware.autocast(cfg.precision, device), joint=not mixes_samples(D),
+                           augment=lambda x: x, draw_labels=lambda n: (), labels_of=lambda idx: ())

@@ -175,7 +175,7 @@ def kernel_profile(cfg, data, steps: int = 10) -> tuple[float, float]:
     def step(i):
         batches = [(i * cfg.n_critic + j) % (len(x_all) // cfg.batch_size) for j in range(cfg.n_critic)]
         x_reals = [x_all[b * cfg.batch_size:(b + 1) * cfg.batch_size].float().div_(127.5).sub_(1) for b in batches]
-        gan_update(s, x_reals)
+        gan_update(s, [(x_real, ()) for x_real in x_reals])
 
     step(0)
     with profile(activities=[ProfilerActivity.CPU]) as prof:

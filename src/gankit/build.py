@@ -9,8 +9,7 @@ import torch
 
 from gankit.config import Config, is_semi_supervised
 from gankit.errors import GankitError
-from gankit.nets import spectral_normalise
-from gankit.recipes import get as get_recipe
+from gankit.recipes import networks
 
 
 def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float],
@@ -108,14 +107,12 @@ def mixes_samples(net: torch.nn.Module) -> bool:
 def build(cfg: Config, device: torch.device, capturable: bool = False):
     """Networks and optimisers for a resolved config (data_shape must be set); capturable
     optimisers for a step captured in a CUDA graph."""
-    G, D = get_recipe(cfg.recipe).nets(cfg)
+    G, D = networks(cfg)
     if is_semi_supervised(cfg) and not hasattr(D, "head"):
         raise GankitError(f"labels_per_class/label_rate: recipe {cfg.recipe} has no class logits in its "
                           f"discriminator; semi-supervised training needs recipe ssgan or improved-gan")
     if hasattr(D, "head") and not is_semi_supervised(cfg):
         raise GankitError(f"recipe {cfg.recipe} trains a classifier: set labels_per_class or label_rate")
-    if cfg.spectral_norm:
-        spectral_normalise(D)
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = (net.to(memory_format=torch.channels_last) if _is_conv(net) else net for net in (G, D))

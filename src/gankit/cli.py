@@ -25,6 +25,7 @@ EXAMPLES = """examples:
   gankit train --resume runs/dcgan --epochs 3
   torchrun --nproc_per_node=4 -m gankit train dcgan64 --dataset folder:faces --out runs/faces
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
+  gankit train cgan --out runs/cgan && gankit sample runs/cgan --class 7 -n 64 -o sevens.png
 """
 
 
@@ -106,6 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
+    s.add_argument("--class", dest="label", type=int, metavar="K", help="a conditional run (cgan, acgan): draw "
+                   "class K only (default: a grid with a row per class)")
     s.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
                    "(which a run with g_ema uses by default)")
 
@@ -187,7 +190,8 @@ def cmd_train(args) -> None:
 def cmd_sample(args) -> None:
     from gankit.sample import sample
 
-    print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device, ema=not args.no_ema))
+    print(sample(args.run, n=args.n, out=args.output, seed=args.seed, device=args.device, ema=not args.no_ema,
+                 label=args.label))
 
 
 def cmd_eval(args) -> None:

@@ -36,6 +36,10 @@ class Config:
     r2_gamma: float = 0.0  # γ of R2, the same on generated images; 0 disables it
     reg_every: int = 1  # lazy R1/R2: every k-th D update, weighted by k (StyleGAN2); 1: every update
 
+    # conditional generation (labelled datasets): G and D see the class
+    conditional: str = ""  # "" (none) | projection (Miyato & Koyama 2018) | acgan (Odena et al. 2017)
+    acgan_weight: float = 1.0  # weight of the acgan D's class cross-entropy in both losses
+
     # training techniques
     g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none
     spectral_norm: bool = False  # spectral normalisation of D's linear and conv layers (Miyato et al. 2018)
@@ -217,6 +221,13 @@ def validate(cfg: Config) -> None:
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0 (0 disables it)")
     need(not (cfg.spectral_norm and is_semi_supervised(cfg)), "spectral_norm=true: the semi-supervised "
          "discriminators are weight-normalised already; train them without it")
+    need(cfg.conditional in ("", "projection", "acgan"),
+         f"conditional={cfg.conditional!r}: expected projection or acgan ('' for an unconditional GAN)")
+    need(not cfg.conditional or cfg.dataset in ("mnist", "fashion-mnist"),
+         f"conditional={cfg.conditional}: conditioning needs a labelled dataset (mnist, fashion-mnist), not {cfg.dataset}")
+    need(not (cfg.conditional and is_semi_supervised(cfg)),
+         f"conditional={cfg.conditional}: a semi-supervised run's D is a classifier already; not both")
+    need(cfg.acgan_weight >= 0, f"acgan_weight={cfg.acgan_weight}: must be >= 0")
     need(cfg.reg_every >= 1, f"reg_every={cfg.reg_every}: must be at least 1")
     bad_aug = [p for p in cfg.diffaugment.split(",") if p and p not in AUGMENTATIONS]
     need(not bad_aug, f"diffaugment={cfg.diffaugment}: expected some of {', '.join(AUGMENTATIONS)}")

@@ -47,7 +47,7 @@ from gankit.sample import load_networks, sample_noise
 
 MIN_SAMPLES = 10  # the Inception Score's 10 splits
 SUBSET_SEED = {"test": 0, "train": 1}  # which real images stand for each split; fixed, so caches stay valid
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: floors include class_acc
 
 
 def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str] | str = DEFAULT_METRICS,
@@ -101,7 +101,8 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
             bar.update(len(x))
 
     if ev is not None:
-        scores = _scores(stats, torch.cat(feats), torch.cat(logits), ref, evaluator_metrics)
+        scores = _scores(stats, torch.cat(feats), torch.cat(logits), ref, evaluator_metrics,
+                         drawn_labels(samples_or_generator, num_samples))
         for key, value in scores.items():
             result[key], result[key + "_floor"] = value, ref["floor"][key]
     if inc_ref is not None:
@@ -126,7 +127,7 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     G, D, cfg = load_networks(run_or_checkpoint, device, ema)  # D: the tested weights (a moving average if kept)
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
-            else DEFAULT_METRICS
+            else [*DEFAULT_METRICS, "class_acc"] if cfg.conditional else DEFAULT_METRICS
     names = _parse_metrics(metrics)
     result: dict[str, Any] = {}
     if "accuracy" in names:
@@ -152,12 +153,15 @@ def default_cache_dir() -> Path:
     return assets.cache_root() / "stats"
 
 
-def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None) -> torch.Tensor:
-    """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28)."""
-    x = datasets.load(dataset, split, data_dir=data_dir).x
-    if num_samples > len(x):
-        raise GankitError(f"num_samples {num_samples} exceeds the {len(x)} images of the {dataset} {split} split")
-    return x[torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]]
+def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None,
+                labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28)
+    (and its labels, with labels=True)."""
+    data = datasets.load(dataset, split, data_dir=data_dir)
+    if num_samples > len(data.x):
+        raise GankitError(f"num_samples {num_samples} exceeds the {len(data.x)} images of the {dataset} {split} split")
+    pick = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
+    return (data.x[pick], data.y[pick]) if labels else data.x[pick]
 
 
 # ---------------------------------------------------------------- the generated side
@@ -193,12 +197,21 @@ def _sample_batches(source, num_samples: int, seed: int, batch_size: int) -> Ite
     return _generate(*source, num_samples, seed, batch_size)
 
 
+def drawn_labels(source, num_samples: int) -> torch.Tensor | None:
+    """The classes a conditional generator is asked for: every class in turn (image i is class
+    i mod K), so each is drawn equally often; None for anything else."""
+    cfg = source[1] if isinstance(source, (tuple, list)) and len(source) == 2 else None
+    return torch.arange(num_samples) % cfg.num_classes if getattr(cfg, "conditional", "") else None
+
+
 @torch.no_grad()
 def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
     device = next(G.parameters()).device
     g = torch.Generator().manual_seed(seed)
+    labels = drawn_labels((G, cfg), num_samples)
     for i in range(0, num_samples, batch_size):
-        x = G(sample_noise(cfg, min(batch_size, num_samples - i), device, g))
+        z = sample_noise(cfg, min(batch_size, num_samples - i), device, g)
+        x = G(z, labels[i:i + len(z)].to(device)) if labels is not None else G(z)
         if x.dim() != 4:
             raise GankitError(f"evaluate: the generator makes {tuple(x.shape[1:])} samples, not images; "
                               f"for 2-D toy sets use gankit.metrics.mode_coverage")
@@ -206,9 +219,10 @@ def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: 
 
 
 def _scores(stats: RunningStats, feats: torch.Tensor, logits: torch.Tensor, ref: dict,
-            names: Iterable[str] = DEFAULT_METRICS) -> dict[str, float]:
-    """The evaluator metrics `names` of one image set against the test-split reference."""
-    embedded, out = Embedded(stats, feats, logits.softmax(dim=1), ref), {}
+            names: Iterable[str] = DEFAULT_METRICS, labels: torch.Tensor | None = None) -> dict[str, float]:
+    """The evaluator metrics `names` of one image set against the test-split reference; `labels`:
+    the class each image should show (a conditional G's, or real images' own)."""
+    embedded, out = Embedded(stats, feats, logits.softmax(dim=1), ref, labels), {}
     for name in names:
         out.update(METRICS[name].score(embedded))
     return out
@@ -227,11 +241,12 @@ def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_
     if progress:
         print(f"evaluate: real statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
     f_test, _ = ev.features_and_logits(datasets.to_float(real_images(dataset, "test", n, data_dir)))
-    f_train, y_train = ev.features_and_logits(datasets.to_float(real_images(dataset, "train", n, data_dir)))
+    x_train, y_train = real_images(dataset, "train", n, data_dir, labels=True)
+    f_train, logits_train = ev.features_and_logits(datasets.to_float(x_train))
     mu, sigma = RunningStats().update(f_test).compute()
     ref = {**key, "features": f_test, "mu": mu, "sigma": sigma, "radii": knn_radii(f_test, K_NEAREST)}
-    ref["floor"] = _scores(RunningStats().update(f_train), f_train, y_train, ref,
-                           [n for n, m in METRICS.items() if m.needs == "evaluator"])
+    ref["floor"] = _scores(RunningStats().update(f_train), f_train, logits_train, ref,
+                           [n for n, m in METRICS.items() if m.needs == "evaluator"], labels=y_train)
     _write_cache(ref, path)
     return ref
 

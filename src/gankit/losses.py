@@ -167,6 +167,12 @@ def gradient_norm(D, x: Tensor) -> Tensor:
     return grad.flatten(1).float().pow(2).sum(1).mean()
 
 
+def auxiliary_classes(class_logits: Tensor, y: Tensor) -> Tensor:
+    """ACGAN's auxiliary classifier term (Odena et al. 2017): -log p(y | x) from D's K class logits,
+    on real images with their labels and on generated ones with the labels they were drawn for."""
+    return F.cross_entropy(class_logits, y)
+
+
 @torch.no_grad()
 def clip_weights(D, clip: float) -> None:
     """WGAN weight clipping, a step after D's optimizer: every parameter into [-clip, clip]."""

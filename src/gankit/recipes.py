@@ -17,7 +17,8 @@ from torch import nn
 from gankit.config import Config
 from gankit.errors import GankitError
 from gankit.nets import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
-                         cs231n_dc_discriminator, cs231n_dc_generator)
+                         cs231n_dc_discriminator, cs231n_dc_generator, spectral_normalise)
+from gankit.nets.conditional import ConditionalDiscriminator, ConditionalGenerator
 from gankit.nets.ssl import ImprovedGANDiscriminator, ImprovedGANGenerator, SSGANDiscriminator, SSGANGenerator
 
 
@@ -194,7 +195,50 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         dict(dataset="toy:ring8", loss="nonsaturating", lr_g=1e-3, lr_d=1e-3, batch_size=256, noise="normal",
              noise_dim=16, steps=8000, log_every=50, sample_every=500, checkpoint_every=1000, grid_size=2000,
              precision="fp32")),
+    Recipe(
+        "cgan", "Conditional GAN (Mirza & Osindero 2014) with a projection discriminator (Miyato & Koyama 2018)",
+        "The cs231n-gan networks made class-conditional: G gets a learnt 10-d label embedding beside z "
+        "(96+10-1024-1024-784), D adds <e_y, h(x)> on its last hidden layer h to its logit. cs231n's "
+        "non-saturating loss, Adam 1e-3 betas (0.5, 0.999), batch 128, z ~ U[-1,1)^96, 10 epochs; MNIST or "
+        "Fashion-MNIST (--dataset). Deviation: Mirza & Osindero feed y to D by concatenation and train with "
+        "SGD and maxout; the projection D is the one later work uses.",
+        _CS231N_MLP, dict(loss="nonsaturating", epochs=10, conditional="projection",
+                          eval_metrics=["fid", "is", "modes", "class_acc"], **_CS231N)),
+    Recipe(
+        "acgan", "Auxiliary classifier GAN (Odena et al. 2017) on the cs231n DCGAN networks",
+        "The cs231n-dcgan networks made class-conditional: G gets a 10-d label embedding beside z, D a "
+        "second head of 10 class logits on its last hidden layer; both losses add the class cross-entropy "
+        "(real images with their labels, generated ones with the labels they were drawn for) to the "
+        "non-saturating loss. Adam 1e-3 betas (0.5, 0.999), batch 128, z ~ U[-1,1)^96, 5 epochs, 28x28 "
+        "grayscale. Deviation: Odena et al. use their own DCGAN-style nets and Adam 2e-4.",
+        _cs231n_dc, dict(loss="nonsaturating", epochs=5, conditional="acgan",
+                                     eval_metrics=["fid", "is", "modes", "class_acc"], **_CS231N)),
+    Recipe(
+        "r3gan-mnist", "R3GAN's objective (Huang et al. 2024): relativistic pairing loss with R1 + R2",
+        "The cs231n-dcgan networks (D has no normalisation, as R3GAN requires) trained with RpGAN, "
+        "softplus(-(D(x) - D(G(z)))), plus gamma/2 (R1 + R2) with gamma 0.1, Adam betas (0, 0.99) at 2e-4 for both, "
+        "a moving average of G (0.999), batch 128, z ~ N(0,1)^96, 5 epochs. Deviations: R3GAN's own "
+        "ResNet-style nets, its learning-rate, gamma and EMA schedules and its StackedMNIST data are not used; "
+        "the constants are its reported end values where they apply.",
+        _cs231n_dc, dict(loss="relativistic", r1_gamma=0.1, r2_gamma=0.1, g_ema=0.999, optimizer="adam",
+                         lr_g=2e-4, lr_d=2e-4, betas_g=[0.0, 0.99], betas_d=[0.0, 0.99], batch_size=128,
+                         noise="normal", noise_dim=96, epochs=5)),
 ]}
+
+
+def networks(cfg: Config) -> tuple[nn.Module, nn.Module]:
+    """The run's G and D: its recipe's networks, made class-conditional (cfg.conditional) and D
+    spectrally normalised (cfg.spectral_norm) where the config asks; for training and loading alike."""
+    recipe = get(cfg.recipe)
+    if not cfg.conditional:
+        G, D = recipe.nets(cfg)
+    else:
+        k = cfg.num_classes or 10
+        G, D = recipe.nets(dataclasses.replace(cfg, noise_dim=cfg.noise_dim + k))  # z and a k-d label embedding
+        G, D = ConditionalGenerator(G, k, k), ConditionalDiscriminator(D, k, cfg.conditional)
+    if cfg.spectral_norm:
+        spectral_normalise(D)
+    return G, D
 
 
 def get(name: str) -> Recipe:
@@ -217,6 +261,6 @@ def describe(name: str, **overrides: Any) -> dict[str, Any]:
     else:
         shape = [cfg.channels or 1, cfg.image_size or 28, cfg.image_size or 28]
     cfg = dataclasses.replace(cfg, data_shape=shape)
-    G, D = recipe.nets(cfg)
+    G, D = networks(cfg)
     return {"recipe": recipe.name, "source": recipe.source, "doc": recipe.doc, "g_params": count_params(G),
             "d_params": count_params(D), "config": cfg.to_dict()}

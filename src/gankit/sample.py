@@ -7,10 +7,10 @@ from pathlib import Path
 
 import torch
 
+from gankit.errors import GankitError
 from gankit.hardware import pick_device
 from gankit.images import save_grid, save_points
-from gankit.nets import spectral_normalise
-from gankit.recipes import get as get_recipe
+from gankit.recipes import networks
 from gankit.run import load_checkpoint, load_into
 
 
@@ -28,6 +28,23 @@ def sample_noise(cfg, n: int, device: torch.device | str = "cpu", generator: tor
     return z.to(device)
 
 
+def grid_inputs(cfg, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None,
+                label: int | None = None) -> tuple:
+    """G's inputs for n samples: (z,), or for a conditional G (z, y) with y = `label`, or, without
+    one, n // K images of each of the K classes in class order (a grid row per class)."""
+    if not cfg.conditional:
+        return (sample_noise(cfg, n, device, generator),)
+    k = cfg.num_classes
+    if label is None:
+        n = max(1, n // k) * k
+        y = torch.arange(k).repeat_interleave(n // k)
+    else:
+        if not 0 <= label < k:
+            raise GankitError(f"--class {label}: this run's classes are 0..{k - 1}")
+        y = torch.full((n,), label)
+    return sample_noise(cfg, n, device, generator), y.to(device)
+
+
 def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
     """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. G is the moving
     average of G's weights where the run kept one (g_ema) unless ema=False; D carries the weights
@@ -35,9 +52,7 @@ def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", em
     dev = pick_device(device)
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
     cfg = state["config"]
-    G, D = get_recipe(cfg.recipe).nets(cfg)
-    if cfg.spectral_norm:
-        spectral_normalise(D)
+    G, D = networks(cfg)
     load_into(G, state, "G_ema" if ema and "G_ema" in state else "G", run_or_checkpoint)
     load_into(D, state, "D_ema" if "D_ema" in state else "D", run_or_checkpoint)
     return G.to(dev).eval(), D.to(dev).eval(), cfg
@@ -51,11 +66,19 @@ def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto", e
 
 @torch.no_grad()
 def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.PathLike = "grid.png",
-           seed: int = 0, device: str = "auto", ema: bool = True) -> Path:
+           seed: int = 0, device: str = "auto", ema: bool = True, label: int | None = None) -> Path:
     """Write `n` samples of the run's generator (its moving average, if kept, unless ema=False),
-    drawn with noise seeded by `seed`, to `out`."""
+    drawn with noise seeded by `seed`, to `out`. A conditional run draws class `label`, or without
+    one a grid with a row per class."""
     G, cfg = load_generator(run_or_checkpoint, device, ema)
+    if label is not None and not cfg.conditional:
+        raise GankitError(f"--class {label}: {run_or_checkpoint} is an unconditional {cfg.recipe} run; "
+                          f"train a conditional recipe (cgan, acgan) to choose the class")
     dev = next(G.parameters()).device
-    x = G(sample_noise(cfg, n, dev, torch.Generator().manual_seed(seed)))
-    (save_grid if x.dim() == 4 else save_points)(x, out)
+    inputs = grid_inputs(cfg, n, dev, torch.Generator().manual_seed(seed), label)
+    x = G(*inputs)
+    if x.dim() == 2:
+        save_points(x, out)
+    else:
+        save_grid(x, out, nrow=len(x) // cfg.num_classes if cfg.conditional and label is None else None)
     return Path(out)

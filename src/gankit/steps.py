@@ -20,7 +20,7 @@ import torch
 from gankit import distributed, graphs
 from gankit.data import to_float
 from gankit.hardware import autocast
-from gankit.losses import G_READS_REAL, LOGS, LOSSES, clip_weights, feature_matching, gradient_norm, gradient_penalty, \
+from gankit.losses import G_READS_REAL, LOGS, LOSSES, auxiliary_classes, clip_weights, feature_matching, gradient_norm, gradient_penalty, \
     real_logit, ssl_generator, ssl_supervised, ssl_unsupervised
 from gankit.sample import sample_noise
 
@@ -37,7 +37,7 @@ def make_step(s: State) -> Callable[[int], dict]:
     static = dataclasses.replace(s, amp=autocast(s.cfg.precision, s.device, cache=False))
 
     def body(idx: list[torch.Tensor]) -> dict:  # the same step, on batch indices held in static buffers
-        return gan_update(static, [to_float(s.x_all[j]) for j in idx])
+        return gan_update(static, [(to_float(s.x_all[j]), s.labels_of(j)) for j in idx])
 
     step, s.step_kind = graphs.try_static_step(lambda i: gan_step(s, i), body, s.batches, s.cfg.n_critic,
                                                s.cfg.batch_size, s.device, (s.G, s.D), (s.opt_g, s.opt_d))
@@ -47,45 +47,54 @@ def make_step(s: State) -> Callable[[int], dict]:
 # ---------------------------------------------------------------- the plain GAN
 
 def gan_step(s: State, i: int) -> dict:
-    return gan_update(s, [s.real_batch(i * s.cfg.n_critic + k) for k in range(s.cfg.n_critic)])
+    ids = [s.batches(i * s.cfg.n_critic + k) for k in range(s.cfg.n_critic)]
+    return gan_update(s, [(to_float(s.x_all[j]), s.labels_of(j)) for j in ids])
 
 
-def gan_update(s: State, x_reals: list[torch.Tensor]) -> dict:
-    """A D update per real batch in x_reals (n_critic of them), then one G update; D's scalars are
-    averaged over its updates."""
+def gan_update(s: State, reals: list[tuple[torch.Tensor, tuple]]) -> dict:
+    """A D update per real batch (n_critic of them), then one G update; D's scalars are averaged
+    over its updates. Each batch is (x, labels): labels is () for an unconditional GAN, (y,) for a
+    conditional one, whose G and D take the class as a second argument (gankit.nets.conditional)."""
     cfg, stats = s.cfg, {}
-    for k, x_real in enumerate(x_reals):
-        z = sample_noise(cfg, x_real.shape[0], x_real.device)
-        x_fake, d_real, d_stats = d_update(s, x_real, z, s.step * cfg.n_critic + k)
-        for k, v in d_stats.items():
-            stats[k] = stats.get(k, 0) + v.detach() / len(x_reals)
+    for k, (x_real, yr) in enumerate(reals):
+        z, yf = sample_noise(cfg, x_real.shape[0], x_real.device), s.draw_labels(x_real.shape[0])
+        x_fake, d_real, d_stats = d_update(s, x_real, yr, z, yf, s.step * cfg.n_critic + k)
+        for key, v in d_stats.items():
+            stats[key] = stats.get(key, 0) + v.detach() / len(reals)
     if not cfg.share_z:
+        z, yf = sample_noise(cfg, cfg.batch_size, x_real.device), s.draw_labels(cfg.batch_size)
         with s.amp:
-            x_fake = s.G_run(sample_noise(cfg, cfg.batch_size, x_real.device))
-    return stats | g_update(s, x_fake, x_real, d_real)
+            x_fake = s.G_run(z, *yf)
+    return stats | g_update(s, x_fake, yf, x_real, yr, d_real)
 
 
-def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor, update: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
+def d_update(s: State, x_real, yr: tuple, z, yf: tuple, update: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)) (both through s.augment),
-    plus λ·GP and γ/2·R1, γ/2·R2 if set. Returns G(z) (with its graph when the G update reuses it,
-    share_z), D(x) and the scalars to log. `update` counts D updates, for lazy R1/R2."""
+    plus λ·GP and γ/2·R1, γ/2·R2 if set, plus an auxiliary classifier's cross-entropy (acgan).
+    Returns G(z) (with its graph when the G update reuses it, share_z), D(x) and the scalars to
+    log. `update` counts D updates, for lazy R1/R2."""
     cfg, D, aug = s.cfg, s.D_run, s.augment
     with s.amp:
         with torch.set_grad_enabled(cfg.share_z):
-            x_fake = s.G_run(z)
+            x_fake = s.G_run(z, *yf)
         if s.joint:  # one pass over real and fake: the same result when D mixes no samples (no BatchNorm)
-            d_real, d_fake = D(aug(torch.cat([x_real, x_fake.detach()]))).float().chunk(2)
+            both = [torch.cat([a, b]) for a, b in zip(yr, yf)]
+            out_real, out_fake = D(aug(torch.cat([x_real, x_fake.detach()])), *both).float().chunk(2)
         else:
-            d_real, d_fake = D(aug(x_real)).float(), D(aug(x_fake.detach())).float()
+            out_real, out_fake = D(aug(x_real), *yr).float(), D(aug(x_fake.detach()), *yf).float()
+        d_real, d_fake = out_real[:, :1], out_fake[:, :1]  # the logit; an acgan D adds K class logits
         d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
         stats = {"d_loss": d_loss, **LOGS[cfg.loss](d_real, d_fake)}
+        if out_real.shape[1] > 1:
+            stats["d_class"] = auxiliary_classes(out_real[:, 1:], *yr) + auxiliary_classes(out_fake[:, 1:], *yf)
+            d_loss = d_loss + cfg.acgan_weight * stats["d_class"]
         if cfg.gp_weight:
-            stats["gp"] = gradient_penalty(D, x_real, x_fake)
+            stats["gp"] = gradient_penalty(lambda x: D(x, *yr)[:, :1], x_real, x_fake)
             d_loss = d_loss + cfg.gp_weight * stats["gp"]
-        for name, gamma, x in (("r1", cfg.r1_gamma, x_real), ("r2", cfg.r2_gamma, x_fake)):
-            if gamma:  # lazily: every reg_every-th update, k times as strong; logged as k·value or 0, whose mean is the value's
+        for name, gamma, x, y in (("r1", cfg.r1_gamma, x_real, yr), ("r2", cfg.r2_gamma, x_fake, yf)):
+            if gamma:  # lazily: every reg_every-th update, k times as strong (logged as k·value or 0: the same mean)
                 lazy = cfg.reg_every if update % cfg.reg_every == 0 else 0
-                penalty = gradient_norm(D, aug(x)) if lazy else torch.zeros((), device=x.device)
+                penalty = gradient_norm(lambda x: D(x, *y)[:, :1], aug(x)) if lazy else torch.zeros((), device=x.device)
                 stats[name] = lazy * penalty
                 d_loss = d_loss + gamma / 2 * lazy * penalty
     s.opt_d.zero_grad(set_to_none=True)
@@ -97,21 +106,28 @@ def d_update(s: State, x_real: torch.Tensor, z: torch.Tensor, update: int) -> tu
     return x_fake, d_real, stats
 
 
-def g_update(s: State, x_fake: torch.Tensor, x_real: torch.Tensor, d_real: torch.Tensor) -> dict:
-    """(2) Update G: minimise the objective's g_loss on D(G(z)). D is frozen meanwhile, so no
-    gradients are computed for its weights. Most g_losses read d_fake alone and d_real (of the last
-    D update) is a placeholder; a pairing loss (G_READS_REAL) gets D(x) of the current D."""
-    s.D.requires_grad_(False)
+def g_update(s: State, x_fake, yf: tuple, x_real, yr: tuple, d_real) -> dict:
+    """(2) Update G: minimise the objective's g_loss on D(G(z)) (+ the class cross-entropy of an
+    acgan D). D is frozen meanwhile, so no gradients are computed for its weights. Most g_losses
+    read d_fake alone and d_real (of the last D update) is a placeholder; a pairing loss
+    (G_READS_REAL) gets D(x) of the current D."""
+    cfg, D = s.cfg, s.D_run
+    D.requires_grad_(False)
     with s.amp:
-        if s.cfg.loss in G_READS_REAL:
-            d_real = s.D_run(s.augment(x_real)).float()
-        _, g_loss = LOSSES[s.cfg.loss](d_real.detach(), s.D_run(s.augment(x_fake)).float())
+        if cfg.loss in G_READS_REAL:
+            d_real = D(s.augment(x_real), *yr).float()[:, :1]
+        out = D(s.augment(x_fake), *yf).float()
+        _, g_loss = LOSSES[cfg.loss](d_real.detach(), out[:, :1])
+        stats = {"g_loss": g_loss}
+        if out.shape[1] > 1:
+            stats["g_class"] = auxiliary_classes(out[:, 1:], *yf)
+            g_loss = g_loss + cfg.acgan_weight * stats["g_class"]
     s.opt_g.zero_grad(set_to_none=True)
     g_loss.backward()
     distributed.average_gradients(s.G, s.world)
     s.opt_g.step()
-    s.D.requires_grad_(True)
-    return {"g_loss": g_loss}
+    D.requires_grad_(True)
+    return stats
 
 
 # ---------------------------------------------------------------- the semi-supervised GAN

@@ -39,7 +39,7 @@ from gankit.images import make_grid, save_grid, save_points
 from gankit.metrics import METRICS, check_metrics
 from gankit.monitor import Monitor, tensorboard_writer
 from gankit.run import RunDir, check_folder_config, load_checkpoint, load_into
-from gankit.sample import sample_noise
+from gankit.sample import grid_inputs
 from gankit.semi import SemiSupervised
 from gankit.steps import make_step, update_ema
 
@@ -127,6 +127,7 @@ class State:
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
     x_all: torch.Tensor  # the training split on the device: uint8 images or float points
+    y_all: torch.Tensor | None  # its labels on the device, for a conditional GAN
     batches: datasets.BatchIndices  # global batch b -> this rank's rows of x_all
     amp: Any  # bf16 autocast, or nothing
     joint: bool  # D may see real and fake in one batch (no BatchNorm)
@@ -134,7 +135,7 @@ class State:
     ssl: SemiSupervised | None  # the labelled side of a semi-supervised run
     G_ema: torch.nn.Module | None  # the moving average of G's weights (g_ema), which grids and metrics use
     augment: Callable[[torch.Tensor], torch.Tensor]  # DiffAugment before D, or the identity
-    fixed_z: torch.Tensor  # the noise of every sample grid
+    fixed_inputs: tuple  # G's input for every sample grid: (z,), or (z, y) with a row per class
     real_points: torch.Tensor | None  # real points under a toy run's scatter plots
     num_steps: int
     log: Monitor
@@ -145,6 +146,14 @@ class State:
 
     def real_batch(self, b: int) -> torch.Tensor:
         return datasets.to_float(self.x_all[self.batches(b)])
+
+    def labels_of(self, idx: torch.Tensor) -> tuple:
+        """G's and D's extra arguments for the real images idx: () unconditional, (y,) conditional."""
+        return () if self.y_all is None else (self.y_all[idx],)
+
+    def draw_labels(self, n: int) -> tuple:
+        """The same for n generated images: classes drawn uniformly."""
+        return () if self.y_all is None else (torch.randint(self.cfg.num_classes, (n,), device=self.device),)
 
 
 def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world: distributed.World) -> State:
@@ -211,7 +220,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
                  batches=datasets.BatchIndices(len(x_all), cfg.batch_size, cfg.seed, device, world),
                  amp=autocast(cfg.precision, device), joint=not mixes_samples(D), graphable=graphable, ssl=ssl,
                  G_ema=G_ema, augment=partial(diff_augment, policy=cfg.diffaugment) if cfg.diffaugment else _identity,
-                 fixed_z=sample_noise(cfg, cfg.grid_size, device, torch.Generator().manual_seed(cfg.seed)),
+                 fixed_inputs=grid_inputs(cfg, cfg.grid_size, device, torch.Generator().manual_seed(cfg.seed)),
+                 y_all=data.y.to(device) if cfg.conditional else None,
                  real_points=None if data.kind == "image" else data.x[:cfg.grid_size], num_steps=num_steps,
                  log=log, tb=tb, step=step, best_fid=best_fid)
 
@@ -256,10 +266,13 @@ def save_samples(s: State, at: int) -> None:
         G = s.G_ema if s.G_ema is not None else s.G
         G.eval()
         with torch.no_grad(), s.amp:
-            x = G(s.fixed_z).float()
+            x = G(*s.fixed_inputs).float()
         s.G.train()
         path = s.run.sample_path(at)
-        save_points(x, path, s.real_points) if s.real_points is not None else save_grid(x, path)
+        if s.real_points is not None:
+            save_points(x, path, s.real_points)
+        else:
+            save_grid(x, path, nrow=len(x) // s.cfg.num_classes if s.cfg.conditional else None)
         if s.tb and s.real_points is None:
             s.tb.add_image("samples", make_grid(x), at, dataformats="HWC")
 

@@ -14,6 +14,8 @@ from typing import Callable
 
 import torch
 
+from gankit.errors import GankitError
+from gankit.metrics.conditional import conditional_accuracy
 from gankit.metrics.evaluator import Evaluator, EvaluatorNet
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.inception_score import inception_score
@@ -33,6 +35,7 @@ class Embedded:
     features: torch.Tensor  # (N, D)
     probs: torch.Tensor  # (N, K) class probabilities
     ref: dict  # the test split's mu, sigma, features, radii (gankit.evaluate caches it)
+    labels: torch.Tensor | None = None  # the class each image should show (a conditional G's); None if none
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,13 @@ def _modes(e: Embedded) -> dict[str, float]:
     return {"modes": c["modes"], "modes_kl": c["modes_kl"]}
 
 
+def _class_acc(e: Embedded) -> dict:
+    if e.labels is None:
+        raise GankitError("class_acc: needs a conditional generator (recipes cgan, acgan), whose samples have classes")
+    c = conditional_accuracy(e.probs, e.labels)
+    return {"class_acc": c["overall"], "class_acc_min": min(c["by_class"]), "class_acc_by_class": c["by_class"]}
+
+
 METRICS = {m.name: m for m in [
     Metric("fid", "evaluator", ("fid",), "FID in the evaluator CNN's embedding (Heusel et al. 2017)", _fid),
     Metric("is", "evaluator", ("is", "is_std"), "Inception Score of the evaluator's p(y|x) (Salimans et al. 2016)", _is),
@@ -70,6 +80,9 @@ METRICS = {m.name: m for m in [
            "2019)", _pr),
     Metric("modes", "evaluator", ("modes", "modes_kl"), "classes holding >= 1% of the samples, KL(histogram || "
            "uniform)", _modes),
+    Metric("class_acc", "evaluator", ("class_acc", "class_acc_min", "class_acc_by_class"), "a conditional G: the "
+           "share of its class-k samples that the evaluator classifies as k (overall, worst class, per class)",
+           _class_acc),
     Metric("fid_inception", "inception", ("fid_inception",), "the standard FID with TF-Inception features (~0.1 s "
            "per image on a 2-core AVX2 CPU, seconds per 10k on a GPU)"),
     Metric("accuracy", "classifier", ("test_acc", "test_errors"), "a semi-supervised run's classifier on the whole "

@@ -1,0 +1,82 @@
+"""Measure what the techniques of docs/recipes.md ("Beyond the seed recipes") do, with the real CLI:
+
+- conditioning: train a conditional recipe, then `gankit eval` with class_acc (the share of the
+  class-k samples the evaluator calls k) beside FID;
+- the moving average of G: the same recipe, seed and budget with and without g_ema, both scored
+  with the same `gankit eval` (the averaged run scores its averaged G).
+
+    python benchmarks/techniques.py                          # everything below, ~30 min on 2 CPU cores
+    python benchmarks/techniques.py --only cgan --epochs 2
+
+Results accumulate in benchmarks/out/techniques.json and print as a markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+
+from common import OUT, machine
+
+RUNS = {  # name -> (recipe, epochs, extra --set values)
+    "cgan": ("cgan", 10, []),
+    "cs231n-gan": ("cs231n-gan", 5, []),
+    "cs231n-gan+g_ema": ("cs231n-gan", 5, ["g_ema=0.999"]),
+    "cs231n-lsgan": ("cs231n-lsgan", 5, []),
+    "cs231n-lsgan+g_ema": ("cs231n-lsgan", 5, ["g_ema=0.999"]),
+    "acgan": ("acgan", 1, []),
+}
+
+
+def run(name: str, epochs: float | None, num_samples: int) -> dict:
+    recipe, default_epochs, sets = RUNS[name]
+    epochs = epochs or default_epochs
+    out = OUT / "techniques" / name
+    cmd = [sys.executable, "-m", "gankit", "train", recipe, "--epochs", str(epochs), "--out", str(out), "--overwrite",
+           "--no-progress", "--seed", "0", *[a for s in sets for a in ("--set", s)]]
+    print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        raise SystemExit(f"{name} failed:\n{p.stderr}")
+    wall = time.perf_counter() - t
+    e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", str(num_samples)],
+                       capture_output=True, text=True)
+    if e.returncode:
+        raise SystemExit(f"eval of {name} failed:\n{e.stderr}")
+    metrics = json.loads((out / "metrics.json").read_text())
+    return {"name": name, "recipe": recipe, "epochs": epochs, "set": sets, "train_s": round(wall, 1),
+            "num_samples": num_samples, "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+            **{k: v for k, v in metrics.items() if k in ("fid", "fid_floor", "is", "precision", "recall", "modes",
+                                                         "class_acc", "class_acc_min", "class_acc_by_class",
+                                                         "class_acc_floor")}}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--only", help=f"comma-separated, of {', '.join(RUNS)}")
+    ap.add_argument("--epochs", type=float, help="override every run's epochs")
+    ap.add_argument("--num-samples", type=int, default=10_000)
+    args = ap.parse_args()
+    names = args.only.split(",") if args.only else list(RUNS)
+    path = OUT / "techniques.json"
+    results = json.loads(path.read_text()) if path.exists() else {}
+    for name in names:
+        results[name] = run(name, args.epochs, args.num_samples)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"Measured by `python benchmarks/techniques.py` on {machine()}\n")
+    print("| run | epochs | FID (floor) | IS | precision / recall | class_acc (worst class; floor) | train s |")
+    print("|---|---|---|---|---|---|---|")
+    for r in results.values():
+        acc = (f"{r['class_acc']:.3f} ({r['class_acc_min']:.3f}; {r['class_acc_floor']:.3f})"
+               if "class_acc" in r else "")
+        print(f"| {r['name']} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
+              f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
