@@ -126,3 +126,67 @@ def test_every_objective_combines_with_the_penalties(tmp_path, tiny_data):
         summary = train(small_config("cs231n-gan", tmp_path / loss, steps=2, loss=loss, r1_gamma=1.0, r2_gamma=1.0,
                                      spectral_norm=True, g_ema=0.5, diffaugment="translation"), progress=False)
         assert all(math.isfinite(v) for v in summary["final"].values()), loss
+
+
+# ---------------------------------------------------------------- conditional generation
+
+def test_projection_discriminator_adds_the_label_embedding_times_the_features():
+    from gankit.nets.conditional import ConditionalDiscriminator
+
+    torch.manual_seed(0)
+    base = MLPDiscriminator([1, 4, 4], [8], torch.nn.ReLU)
+    D = ConditionalDiscriminator(base, 3, "projection")
+    x, y = torch.randn(5, 1, 4, 4), torch.tensor([0, 1, 2, 1, 0])
+    h = D.phi(x)  # the last hidden layer
+    expected = D.psi(h) + (D.embed(y) * h).sum(1, keepdim=True)  # ψ(φ(x)) + <e_y, φ(x)>
+    assert torch.allclose(D(x, y), expected) and D(x, y).shape == (5, 1)
+
+
+def test_acgan_discriminator_returns_the_logit_and_k_class_logits():
+    from gankit.nets import cs231n_dc_discriminator
+    from gankit.nets.conditional import ConditionalDiscriminator
+
+    D = ConditionalDiscriminator(cs231n_dc_discriminator(), 10, "acgan")
+    out = D(torch.randn(4, 1, 28, 28), torch.arange(4))
+    assert out.shape == (4, 11)
+
+
+def test_class_accuracy_by_hand():
+    from gankit.metrics.conditional import conditional_accuracy
+
+    probs = torch.eye(3)[torch.tensor([0, 1, 1, 2, 0, 2])]  # predicted classes 0 1 1 2 0 2
+    c = conditional_accuracy(probs, torch.tensor([0, 1, 2, 2, 0, 1]))  # drawn for 0 1 2 2 0 1
+    assert c["overall"] == pytest.approx(4 / 6) and c["by_class"] == pytest.approx([1.0, 0.5, 0.5])
+
+
+@pytest.mark.parametrize("name", ["cgan", "acgan"])
+def test_a_conditional_run_resumes_exactly_and_draws_the_class_asked_for(name, tmp_path, tiny_data):
+    from gankit.sample import sample
+
+    full = small_config(name, tmp_path / "full", steps=4)
+    train(full, progress=False)
+    part = small_config(name, tmp_path / "part", steps=2)
+    train(part, progress=False)
+    resume(part.out, steps=4, progress=False)
+    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    for key in ("G", "D", "opt_g", "opt_d"):
+        assert same_state(a[key], b[key]), key
+    G, cfg = load_generator(full.out, "cpu")
+    z = torch.randn(3, cfg.noise_dim)
+    assert not torch.equal(G(z, torch.tensor([1, 1, 1])), G(z, torch.tensor([7, 7, 7])))  # the class matters
+    from PIL import Image
+
+    grid = Image.open(sample(full.out, n=40, out=tmp_path / "grid.png", device="cpu"))
+    assert grid.size == (4 * 30 + 2, 10 * 30 + 2)  # a row per class, 4 images each
+    sample(full.out, n=8, out=tmp_path / "sevens.png", device="cpu", label=7)
+    with pytest.raises(GankitError, match="--class 10: this run's classes are 0..9"):
+        sample(full.out, n=8, out=tmp_path / "x.png", device="cpu", label=10)
+
+
+def test_conditioning_needs_labels():
+    with pytest.raises(GankitError, match="needs a labelled dataset"):
+        validate(RECIPES["cgan"].config(out="x", dataset="toy:ring8"))
+    with pytest.raises(GankitError, match="expected projection or acgan"):
+        validate(RECIPES["cgan"].config(out="x", conditional="concat"))
+    with pytest.raises(GankitError, match="classifier already"):
+        validate(RECIPES["improved-gan"].config(out="x", conditional="projection"))

@@ -260,7 +260,27 @@ def describe(name: str, **overrides: Any) -> dict[str, Any]:
         shape = [cfg.channels or 3, cfg.image_size or 64, cfg.image_size or 64]
     else:
         shape = [cfg.channels or 1, cfg.image_size or 28, cfg.image_size or 28]
-    cfg = dataclasses.replace(cfg, data_shape=shape)
+    cfg = dataclasses.replace(cfg, data_shape=shape, num_classes=10 if cfg.conditional else None)
     G, D = networks(cfg)
     return {"recipe": recipe.name, "source": recipe.source, "doc": recipe.doc, "g_params": count_params(G),
-            "d_params": count_params(D), "config": cfg.to_dict()}
+            "d_params": count_params(D), "combines_with": combines_with(cfg, D), "config": cfg.to_dict()}
+
+
+def combines_with(cfg: Config, D: nn.Module) -> list[str]:
+    """Which objectives, penalties and options make sense with this recipe's networks, in words."""
+    from gankit.losses import LOSSES
+
+    batch_stats = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
+    images = len(cfg.data_shape) == 3
+    notes = [f"loss: any of {', '.join(LOSSES)} (relativistic is meant with r1_gamma and r2_gamma, as in R3GAN; "
+             f"wasserstein needs clip, gp_weight or spectral_norm to bound D)",
+             "gp_weight, r1_gamma, r2_gamma: " + ("D has BatchNorm, so a sample's gradient depends on its batch and "
+                                                  "the penalties are not per-sample; prefer a D without it"
+                                                  if batch_stats else "yes (D has no batch statistics)"),
+             "spectral_norm: yes, instead of clip (both bound D)" if not hasattr(D, "head") else
+             "spectral_norm: no (this D is weight-normalised)",
+             "g_ema: yes (sampling and eval then use the average)",
+             "diffaugment: " + ("yes (color, translation, cutout)" if images else "no (2-D points)"),
+             "conditional: " + ("projection or acgan, with mnist or fashion-mnist" if images and not hasattr(D, "head")
+                                else "no")]
+    return notes
