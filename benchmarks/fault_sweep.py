@@ -184,7 +184,7 @@ def cases(s: Sweep) -> None:
     R("--seed 2**64", ["train", "toy", "--seed", str(2 ** 64), "--out", "{d}/new"], "seed=")
     R("--seed -1", ["train", "toy", "--seed", "-1", "--out", "{d}/new"], "seed")
     R("--seed abc", ["train", "toy", "--seed", "abc"], "seed")
-    R("--batch-size 0", ["train", "toy", "--batch-size", "0", "--out", "{d}/new"], "batch_size")
+    R("--batch-size 0", ["train", "toy", "--batch-size", "0", "--out", "{d}/new"], "--batch-size")
     R("--batch-size beyond the data", ["train", "toy", "--batch-size", "100000", "--out", "{d}/new"], "batch")
     R("--threads -1", ["train", "toy", "--threads", "-1", "--out", "{d}/new"], "threads")
     R("--device tpu", ["train", "toy", "--device", "tpu"], "tpu")

@@ -31,10 +31,14 @@ RUNS = {  # name -> (recipe, epochs, extra --set values)
 }
 
 
-def run(name: str, epochs: float | None, num_samples: int) -> dict:
+def run(name: str, epochs: float | None, num_samples: int, reuse: bool = False) -> dict:
     recipe, default_epochs, sets = RUNS[name]
     epochs = epochs or default_epochs
     out = OUT / "techniques" / name
+    if reuse and (out / "checkpoint.pt").exists():  # trained already: evaluate it again
+        print(f"reusing {out}", file=sys.stderr, flush=True)
+        return score(name, recipe, epochs, sets, out, json.loads((out / "stats.jsonl").read_text().splitlines()[-1])
+                     ["time_s"], num_samples)
     cmd = [sys.executable, "-m", "gankit", "train", recipe, "--epochs", str(epochs), "--out", str(out), "--overwrite",
            "--no-progress", "--seed", "0", *[a for s in sets for a in ("--set", s)]]
     print("$", " ".join(cmd[1:]), file=sys.stderr, flush=True)
@@ -42,7 +46,10 @@ def run(name: str, epochs: float | None, num_samples: int) -> dict:
     p = subprocess.run(cmd, capture_output=True, text=True)
     if p.returncode:
         raise SystemExit(f"{name} failed:\n{p.stderr}")
-    wall = time.perf_counter() - t
+    return score(name, recipe, epochs, sets, out, time.perf_counter() - t, num_samples)
+
+
+def score(name: str, recipe: str, epochs: float, sets: list, out, wall: float, num_samples: int) -> dict:
     e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", str(num_samples)],
                        capture_output=True, text=True)
     if e.returncode:
@@ -60,12 +67,13 @@ def main() -> None:
     ap.add_argument("--only", help=f"comma-separated, of {', '.join(RUNS)}")
     ap.add_argument("--epochs", type=float, help="override every run's epochs")
     ap.add_argument("--num-samples", type=int, default=10_000)
+    ap.add_argument("--reuse", action="store_true", help="evaluate runs already trained in benchmarks/out/techniques")
     args = ap.parse_args()
     names = args.only.split(",") if args.only else list(RUNS)
     path = OUT / "techniques.json"
     results = json.loads(path.read_text()) if path.exists() else {}
     for name in names:
-        results[name] = run(name, args.epochs, args.num_samples)
+        results[name] = run(name, args.epochs, args.num_samples, args.reuse)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")
     print(f"Measured by `python benchmarks/techniques.py` on {machine()}\n")

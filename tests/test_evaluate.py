@@ -122,7 +122,7 @@ def test_evaluate_errors(tiny_evaluator, tmp_path):
     ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
     x = torch.zeros(20, 1, 28, 28)
     kw = dict(evaluator=ev, cache_dir=tmp_path, progress=False)
-    with pytest.raises(GankitError, match="unknown metric 'kid'; valid metrics are fid, is, pr, modes, fid_inception"):
+    with pytest.raises(GankitError, match="unknown metric 'kid'; valid metrics are fid, is, pr, modes, class_acc, fid_inception"):
         evaluate(x, metrics="fid,kid", num_samples=20, **kw)
     with pytest.raises(GankitError, match="20 images given but num_samples is 30"):
         evaluate(x, num_samples=30, **kw)

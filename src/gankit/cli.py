@@ -204,8 +204,11 @@ def cmd_eval(args) -> None:
     for k, v in result.items():
         if not k.endswith("_floor"):
             floor = result.get(f"{k}_floor")
+            if isinstance(v, list):  # per class
+                print(f"{k:<{width}}  {' '.join(f'{x:.3f}' for x in v)}")
+                continue
             print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
-                  "" if floor is None else f"  (real vs real: {floor:.4g})")
+                  f"  (real vs real: {floor:.4g})" if isinstance(floor, (int, float)) else "")
     print(f"wrote {find_checkpoint(args.run).parent / 'metrics.json'}")
 
 
