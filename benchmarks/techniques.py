@@ -5,7 +5,7 @@
 - the moving average of G: the same recipe, seed and budget with and without g_ema, both scored
   with the same `gankit eval` (the averaged run scores its averaged G).
 
-    python benchmarks/techniques.py                          # everything below, ~30 min on 2 CPU cores
+    python benchmarks/techniques.py                          # everything below, ~1 h on 2 CPU cores
     python benchmarks/techniques.py --only cgan --epochs 2
 
 Results accumulate in benchmarks/out/techniques.json and print as a markdown table.
@@ -28,6 +28,8 @@ RUNS = {  # name -> (recipe, epochs, extra --set values)
     "cs231n-lsgan": ("cs231n-lsgan", 5, []),
     "cs231n-lsgan+g_ema": ("cs231n-lsgan", 5, ["g_ema=0.999"]),
     "acgan": ("acgan", 1, []),
+    "acgan-5": ("acgan", 5, []),
+    "cgan+acgan": ("cgan", 10, ["conditional=acgan"]),
 }
 
 

@@ -17,7 +17,16 @@ def sp(x):  # softplus in float64: log(1 + e^x)
 
 
 def test_every_loss_is_tested():
-    assert set(LOSSES) == {"minimax", "nonsaturating", "least_squares", "wasserstein", "hinge", "mse_sigmoid"}
+    assert set(LOSSES) == {"minimax", "nonsaturating", "least_squares", "wasserstein", "hinge", "mse_sigmoid",
+                           "relativistic"}  # relativistic: tests/test_techniques.py
+
+
+def test_relativistic_by_hand():
+    from gankit.losses import relativistic
+
+    d, g = relativistic(REAL, FAKE)  # pairs (2, 0.5) and (-1, -3)
+    assert d.item() == pytest.approx((sp(-1.5) + sp(-2)) / 2, rel=1e-6)
+    assert g.item() == pytest.approx((sp(1.5) + sp(2)) / 2, rel=1e-6)
 
 
 def test_nonsaturating_by_hand():

@@ -6,9 +6,9 @@ import pytest
 import torch
 
 from gankit.nets import count_params
-from gankit.recipes import RECIPES
+from gankit.recipes import RECIPES, networks
 from gankit.run import load_checkpoint
-from gankit.sample import load_generator
+from gankit.sample import grid_inputs, load_generator
 from gankit.train import train
 
 # dcgan64 / wgan / wgan-gp are exercised at 16 px: the same code path as 64 px, in a tenth of the time.
@@ -41,15 +41,17 @@ def test_recipe_trains_and_round_trips(name, tmp_path, tiny_data):
     state = load_checkpoint(run)
     assert state["step"] == 2 and state["config"].recipe == name
     G, cfg2 = load_generator(run, device="cpu")
-    z = torch.randn(4, cfg2.noise_dim)
-    x = G(z)
-    assert list(x.shape) == [4, *cfg2.data_shape]
-    G2, D2 = RECIPES[name].nets(cfg2)
-    G2.load_state_dict(state["G"])
+    inputs = grid_inputs(cfg2, 4) if cfg2.conditional else (torch.randn(4, cfg2.noise_dim),)  # (z,) or (z, y)
+    x = G(*inputs)
+    n = len(inputs[0])
+    assert list(x.shape) == [n, *cfg2.data_shape]
+    G2, D2 = networks(cfg2)
+    G2.load_state_dict(state["G_ema"] if "G_ema" in state else state["G"])  # what sampling uses
     D2.load_state_dict(state["D"])
     G2.eval()
-    assert torch.equal(G2(z), x)
-    assert D2(x).shape == ((4, 11) if hasattr(D2, "head") else (4, 1))  # semi-supervised: 10 classes + fake
+    assert torch.equal(G2(*inputs), x)
+    # semi-supervised: 10 classes + fake; acgan: the logit + 10 classes
+    assert D2(x, *inputs[1:]).shape == ((n, 11) if hasattr(D2, "head") or cfg2.conditional == "acgan" else (n, 1))
     if cfg2.data_shape != [2]:
         assert x.min() >= -1 and x.max() <= 1
 
