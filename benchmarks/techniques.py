@@ -8,7 +8,7 @@
     python benchmarks/techniques.py                          # everything below, ~1 h on 2 CPU cores
     python benchmarks/techniques.py --only cgan --epochs 2
 
-Results accumulate in benchmarks/out/techniques.json and print as a markdown table.
+Results accumulate in benchmarks/out/techniques.json; docs/techniques.md is rewritten from them.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ import subprocess
 import sys
 import time
 
-from common import OUT, machine
+from common import DOCS, OUT, machine, write_doc
 
 RUNS = {  # name -> (recipe, epochs, extra --set values)
     "cgan": ("cgan", 10, []),
@@ -78,14 +78,31 @@ def main() -> None:
         results[name] = run(name, args.epochs, args.num_samples, args.reuse)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"Measured by `python benchmarks/techniques.py` on {machine()}\n")
-    print("| run | epochs | FID (floor) | IS | precision / recall | class_acc (worst class; floor) | train s |")
-    print("|---|---|---|---|---|---|---|")
+    text = render(results)
+    write_doc(DOCS / "techniques.md", text)
+    print(text)
+
+
+def render(results: dict) -> str:
+    rows = ["| run | epochs | FID (floor) | IS | precision / recall | class_acc (worst class; floor) | train s | machine |",
+            "|---|---|---|---|---|---|---|---|"]
     for r in results.values():
         acc = (f"{r['class_acc']:.3f} ({r['class_acc_min']:.3f}; {r['class_acc_floor']:.3f})"
                if "class_acc" in r else "")
-        print(f"| {r['name']} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
-              f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} |")
+        sets = f" (`--set {' '.join(r['set'])}`)" if r["set"] else ""
+        rows.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
+                    f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} | {r['machine']}, {r['date']} |")
+    return "\n".join([
+        "# Techniques: conditioning and the moving average of G, measured", "",
+        "Written by `python benchmarks/techniques.py` (re-run it to reproduce; `--only NAME` for one row). Each row is "
+        "`gankit train RECIPE --epochs E --seed 0 [--set ...]`, then `gankit eval RUN --num-samples 10000` with "
+        "gankit's MNIST evaluator (FID in its embedding, as in [results.md](results.md); a run with g_ema is scored "
+        "with its averaged G). *class_acc* is the share of the samples drawn for class k that the evaluator calls k, "
+        "over all classes drawn equally often; its floor is the evaluator's accuracy on real training images. "
+        "*train s* is wall time of `gankit train`; rows measured while other jobs shared the 2 cores are slower "
+        "than the machine can do, so compare metrics, not times. The techniques are explained in "
+        "[recipes.md](recipes.md#beyond-the-seed-recipes-conditioning-and-the-techniques-peers-ship).", "",
+        *rows, ""])
 
 
 if __name__ == "__main__":
