@@ -30,6 +30,7 @@ RUNS = {  # name -> (recipe, epochs, extra --set values)
     "acgan": ("acgan", 1, []),
     "acgan-5": ("acgan", 5, []),
     "cgan+acgan": ("cgan", 10, ["conditional=acgan"]),
+    "cgan-20+g_ema": ("cgan", 20, ["g_ema=0.999"]),
 }
 
 
