@@ -176,7 +176,7 @@ def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
     distributed.average_gradients(s.D, s.world)
     s.opt_d.step()
     if s.ssl.D_ema is not None:
-        update_ema(s.ssl.D_ema, s.D, min(cfg.ema, (1 + update) / (10 + update)))
+        update_ema(s.ssl.D_ema, s.D, ema_decay(cfg.ema, update))
     train_acc = (l_lab[:, :-1].argmax(1) == y_lab).float().mean()
     return {"d_loss": d_loss, "d_sup": d_sup, **extra, "train_acc": train_acc}
 
@@ -205,8 +205,14 @@ def ssl_g_update(s: State, x_real, z) -> dict:
 @torch.no_grad()
 def update_ema(net_ema: torch.nn.Module, net: torch.nn.Module, decay: float) -> None:
     """θ_ema ← decay · θ_ema + (1 - decay) · θ; buffers (BatchNorm statistics, spectral-norm vectors)
-    are copied. Callers warm the decay up, min(decay, (1 + t) / (10 + t)) at update t, so that the
-    average does not linger on the initial weights."""
+    are copied. Callers pass ema_decay(β, t), warmed up so the average does not linger on the
+    initial weights."""
     torch._foreach_lerp_(list(net_ema.parameters()), list(net.parameters()), 1 - decay)
     for b_ema, b in zip(net_ema.buffers(), net.buffers()):
         b_ema.copy_(b)
+
+
+def ema_decay(beta: float, t: int) -> float:
+    """The decay of a moving average at update t: min(β, (1 + t) / (10 + t)), small at first so the
+    average follows the weights, β once they have settled (the rule of both averages, of D and of G)."""
+    return min(beta, (1 + t) / (10 + t))

@@ -28,8 +28,8 @@ from typing import Any, Callable
 import torch
 
 from gankit import data as datasets
-from gankit.augment import diff_augment
 from gankit import distributed, graphs
+from gankit.augment import diff_augment
 from gankit.build import build, compile_or_eager, mixes_samples
 from gankit.config import Config, is_semi_supervised, validate, with_data
 from gankit.errors import GankitError
@@ -41,7 +41,7 @@ from gankit.monitor import Monitor, tensorboard_writer
 from gankit.run import RunDir, check_folder_config, load_checkpoint, load_into
 from gankit.sample import grid_inputs
 from gankit.semi import SemiSupervised
-from gankit.steps import make_step, update_ema
+from gankit.steps import ema_decay, make_step, update_ema
 
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -88,8 +88,8 @@ def loop(s: State) -> dict[str, Any]:
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.requested:
             log.add(step_fn(s.step))
-            if s.G_ema is not None:  # warmed up: the average does not linger on the first weights
-                update_ema(s.G_ema, s.G, min(cfg.g_ema, (1 + s.step) / (10 + s.step)))
+            if s.G_ema is not None:
+                update_ema(s.G_ema, s.G, ema_decay(cfg.g_ema, s.step))
             s.step += 1
             step, last = s.step, s.step == s.num_steps
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
@@ -143,6 +143,11 @@ class State:
     step: int = 0
     best_fid: float = float("inf")
     step_kind: str = "eager"  # or "cuda graph", once gankit.steps.make_step has captured the step
+
+    @property
+    def sampler(self) -> torch.nn.Module:
+        """The G that grids and metrics use: the moving average where the run keeps one."""
+        return self.G_ema if self.G_ema is not None else self.G
 
     def real_batch(self, b: int) -> torch.Tensor:
         return datasets.to_float(self.x_all[self.batches(b)])
@@ -263,7 +268,7 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
 def save_samples(s: State, at: int) -> None:
     """The fixed-noise grid of step `at` (none for a supervised baseline, which trains no G)."""
     if s.world.main and not s.cfg.baseline:
-        G = s.G_ema if s.G_ema is not None else s.G
+        G = s.sampler
         G.eval()
         with torch.no_grad(), s.amp:
             x = G(*s.fixed_inputs).float()
@@ -306,7 +311,7 @@ def evaluate(s: State, at: int) -> None:
         row = {"step": at}
         gan_metrics = [m for m in cfg.eval_metrics if METRICS[m].needs != "classifier"]
         if gan_metrics:
-            G = s.G_ema if s.G_ema is not None else s.G
+            G = s.sampler
             G.eval()
             m = evaluate_images((G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
                                 seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
