@@ -13,13 +13,12 @@ from gankit.errors import GankitError
 from gankit.losses import gradient_norm, relativistic
 from gankit.nets import MLPDiscriminator, spectral_normalise
 from gankit.recipes import RECIPES
-from gankit.run import load_checkpoint
 from gankit.sample import load_generator
 from gankit.steps import update_ema
-from gankit.train import resume, train
+from gankit.train import train
 
 from test_recipes import small_config
-from test_train import same_state
+from test_train import same_state, uninterrupted_and_resumed
 
 TECHNIQUES = dict(g_ema=0.9, spectral_norm=True, r1_gamma=1.0, r2_gamma=0.5, reg_every=2,
                   diffaugment="color,translation,cutout", loss="relativistic")
@@ -85,18 +84,14 @@ def test_diffaugment_is_differentiable_and_seeded():
 
 
 def test_resume_is_bit_exact_with_every_technique(tmp_path, tiny_data):
-    full = small_config("cs231n-gan", tmp_path / "full", steps=6, **TECHNIQUES)
-    train(full, progress=False)
-    part = small_config("cs231n-gan", tmp_path / "part", steps=3, **TECHNIQUES)
-    train(part, progress=False)
-    resume(part.out, steps=6, progress=False)
-    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    a, b = uninterrupted_and_resumed("cs231n-gan", tmp_path, 6, **TECHNIQUES)
+    full = tmp_path / "full" / "cs231n-gan"
     for key in ("G", "D", "G_ema", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
     assert not same_state(a["G"], a["G_ema"])  # the average is its own weights
-    G, _ = load_generator(full.out, "cpu")  # sampling takes the average by default
+    G, _ = load_generator(full, "cpu")  # sampling takes the average by default
     assert same_state(G.state_dict(), a["G_ema"])
-    G_raw, _ = load_generator(full.out, "cpu", ema=False)
+    G_raw, _ = load_generator(full, "cpu", ema=False)
     assert same_state(G_raw.state_dict(), a["G"])
 
 
@@ -163,24 +158,20 @@ def test_class_accuracy_by_hand():
 def test_a_conditional_run_resumes_exactly_and_draws_the_class_asked_for(name, tmp_path, tiny_data):
     from gankit.sample import sample
 
-    full = small_config(name, tmp_path / "full", steps=4)
-    train(full, progress=False)
-    part = small_config(name, tmp_path / "part", steps=2)
-    train(part, progress=False)
-    resume(part.out, steps=4, progress=False)
-    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    a, b = uninterrupted_and_resumed(name, tmp_path, 4)
+    full = tmp_path / "full" / name
     for key in ("G", "D", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
-    G, cfg = load_generator(full.out, "cpu")
+    G, cfg = load_generator(full, "cpu")
     z = torch.randn(3, cfg.noise_dim)
     assert not torch.equal(G(z, torch.tensor([1, 1, 1])), G(z, torch.tensor([7, 7, 7])))  # the class matters
     from PIL import Image
 
-    grid = Image.open(sample(full.out, n=40, out=tmp_path / "grid.png", device="cpu"))
+    grid = Image.open(sample(full, n=40, out=tmp_path / "grid.png", device="cpu"))
     assert grid.size == (4 * 30 + 2, 10 * 30 + 2)  # a row per class, 4 images each
-    sample(full.out, n=8, out=tmp_path / "sevens.png", device="cpu", label=7)
+    sample(full, n=8, out=tmp_path / "sevens.png", device="cpu", label=7)
     with pytest.raises(GankitError, match="--class 10: this run's classes are 0..9"):
-        sample(full.out, n=8, out=tmp_path / "x.png", device="cpu", label=10)
+        sample(full, n=8, out=tmp_path / "x.png", device="cpu", label=10)
 
 
 def test_conditioning_needs_labels():

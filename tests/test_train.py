@@ -28,21 +28,27 @@ def same_state(a, b):
     return a == b
 
 
+def uninterrupted_and_resumed(name, tmp_path, steps, **over):
+    """-> the checkpoints of a run of `steps` steps, and of one stopped half-way and resumed."""
+    full = small_config(name, tmp_path / "full", steps=steps, **over)
+    train(full, progress=False)
+    part = small_config(name, tmp_path / "part", steps=steps // 2, **over)
+    train(part, progress=False)
+    resume(part.out, steps=steps, progress=False)
+    return load_checkpoint(full.out), load_checkpoint(part.out)
+
+
 @pytest.mark.parametrize("name", ["mlp-gan", "tlx-mlp", "cs231n-dcgan", "wgan", "wgan-gp"])
 def test_resume_equals_uninterrupted(name, tmp_path, tiny_data):
     # 256 fake images / batch 16 = 16 D batches per epoch: 6 steps cross an epoch boundary at n_critic 5
-    full = small_config(name, tmp_path / "full", steps=6)
-    train(full, progress=False)
-    part = small_config(name, tmp_path / "part", steps=3)
-    train(part, progress=False)
-    resume(part.out, steps=6, progress=False)
-    a, b = load_checkpoint(full.out), load_checkpoint(part.out)
+    a, b = uninterrupted_and_resumed(name, tmp_path, 6)
     assert b["step"] == 6
     for key in ("G", "D", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
     assert same_state(a["rng"]["torch"], b["rng"]["torch"])
     # stats were not duplicated by the resume
-    assert [r["step"] for r in RunDir(part.out).read_stats()] == [r["step"] for r in RunDir(full.out).read_stats()]
+    steps = [[r["step"] for r in RunDir(tmp_path / run / name).read_stats()] for run in ("part", "full")]
+    assert steps[0] == steps[1]
 
 
 def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data):
