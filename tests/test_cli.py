@@ -51,6 +51,13 @@ def test_info_and_dry_run(capsys):
     assert cfg["lr_g"] == 3e-4 and cfg["gp_weight"] == 10 and cfg["n_critic"] == 5
 
 
+@pytest.mark.parametrize("verb", ["train", "sample", "eval", "report", "info", "recipes"])
+def test_every_verb_has_help(verb, capsys):
+    with pytest.raises(SystemExit) as e:
+        main([verb, "--help"])
+    assert e.value.code == 0 and "usage: gankit " + verb in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("args, message", [
     (["train", "no-such-gan"], "unknown recipe 'no-such-gan'"),
     (["train", "toy", "--set", "lr_g=fast"], "--set lr_g=fast: expected float"),

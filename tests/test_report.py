@@ -36,6 +36,36 @@ def test_report_holds_grids_curves_metrics_and_config(run):
     assert not re.search(r"(src|href)=[\"']?(https?:|//)", page)  # nothing to fetch: opens offline
 
 
+@pytest.fixture
+def conditional_run(tmp_path, tiny_data):
+    out = tmp_path / "cgan"
+    train(RECIPES["cgan"].config(out=str(out), dataset="fashion-mnist", steps=2, batch_size=16, log_every=1,
+                                 sample_every=1, grid_size=20), progress=False)
+    (out / "metrics.json").write_text(json.dumps({"dataset": "fashion-mnist", "num_samples": 100, "class_acc": 0.8,
+                                                  "class_acc_floor": 0.9, "class_acc_by_class": [0.5] + [0.75] * 9,
+                                                  "class_acc_by_class_floor": [0.25] * 10}))
+    return out
+
+
+def test_a_conditional_run_shows_its_class_grid_and_per_class_accuracy(conditional_run, run):
+    page = build_report(conditional_run).read_text()
+    section = re.search(r'<section id="classes">.*?</section>', page).group(0)
+    assert re.search(r'<img alt="class grid[^>]*src="data:image/png;base64,', section)
+    assert "<li>T-shirt/top</li>" in section and "<li>Ankle boot</li>" in section  # a label per grid row
+    assert section.count("<li>") == 10 and "step 2" in section
+    assert "<tr><td>T-shirt/top</td><td>0.5</td><td>0.25</td></tr>" in section
+    assert "<tr><td>Ankle boot</td><td>0.75</td><td>0.25</td></tr>" in section
+    assert 'id="classes"' not in build_report(run).read_text()  # an unconditional run has no class grid
+
+
+def test_a_conditional_run_without_grids_or_metrics_still_reports(conditional_run):
+    for p in (conditional_run / "samples").glob("*.png"):
+        p.unlink()
+    (conditional_run / "metrics.json").unlink()
+    section = re.search(r'<section id="classes">.*?</section>', build_report(conditional_run).read_text()).group(0)
+    assert "No class grid yet" in section and "<img" not in section and "<table" not in section
+
+
 def test_report_errors_name_the_folder(tmp_path):
     with pytest.raises(GankitError, match="not a gankit run folder"):
         build_report(tmp_path)

@@ -181,3 +181,19 @@ def test_conditioning_needs_labels():
         validate(RECIPES["cgan"].config(out="x", conditional="concat"))
     with pytest.raises(GankitError, match="classifier already"):
         validate(RECIPES["improved-gan"].config(out="x", conditional="projection"))
+
+
+def test_limit_trains_on_n_images_drawn_with_the_data_seed(tiny_data):
+    from gankit.data import load_split
+    from gankit.errors import DataError
+
+    cfg = RECIPES["cs231n-gan"].config(out="x", dataset="mnist", limit=40, data_seed=3)
+    whole, a, b = load_split(RECIPES["cs231n-gan"].config(out="x", dataset="mnist")), load_split(cfg), load_split(cfg)
+    assert a.x.shape[0] == 40 and torch.equal(a.x, b.x)  # a pure function of data_seed
+    rows = {bytes(img.flatten().tolist()) for img in whole.x}
+    assert all(bytes(img.flatten().tolist()) in rows for img in a.x)  # images of the training split
+    other = load_split(RECIPES["cs231n-gan"].config(out="x", dataset="mnist", limit=40, data_seed=4))
+    assert not torch.equal(a.x, other.x)
+    assert load_split(cfg, "test").x.shape[0] == whole.x.shape[0]  # the test split is never cut
+    with pytest.raises(DataError, match="--limit 1000: mnist has only 256 training images"):
+        load_split(RECIPES["cs231n-gan"].config(out="x", dataset="mnist", limit=1000))

@@ -64,7 +64,10 @@ TRAIN_FLAGS = [
                                           "images per class (recipes ssgan, improved-gan)")),
     ("--label-rate", "label_rate", dict(type=float, metavar="R", help="semi-supervised: label this fraction of the "
                                         "training split instead (e.g. 0.2)")),
-    ("--data-seed", "data_seed", dict(type=int, help="seed that picks the labelled subset (default 0)")),
+    ("--limit", "limit", dict(type=_positive(int), metavar="N", help="train on N images of the training split, "
+                              "drawn with --data-seed (a small-data run, e.g. with --set diffaugment=...)")),
+    ("--data-seed", "data_seed", dict(type=int, help="seed that picks the labelled subset and --limit's images "
+                                      "(default 0)")),
     ("--baseline", "baseline", dict(action="store_true", default=None, help="supervised-only baseline: train the "
                                     "recipe's classifier on the labelled subset alone")),
 ]
@@ -114,7 +117,7 @@ def _parser() -> argparse.ArgumentParser:
 
     e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}" for m in METRICS.values())
+    e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}".replace("%", "%%") for m in METRICS.values())
                    + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)

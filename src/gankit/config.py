@@ -44,11 +44,12 @@ class Config:
     g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none
     spectral_norm: bool = False  # spectral normalisation of D's linear and conv layers (Miyato et al. 2018)
     diffaugment: str = ""  # DiffAugment on real and fake images before D: some of color,translation,cutout
+    limit: int = 0  # train on this many images of the training split, drawn with data_seed (small-data runs); 0: all
 
     # semi-supervised classification: set labels_per_class or label_rate (recipes ssgan, improved-gan)
     labels_per_class: int = 0  # labelled training images per class (a balanced subset)
     label_rate: float = 0.0  # or: this fraction of the training split is labelled (e.g. 0.2)
-    data_seed: int = 0  # chooses the labelled subset, independently of `seed`
+    data_seed: int = 0  # chooses the labelled subset and the images of `limit`, independently of `seed`
     baseline: bool = False  # supervised-only: D's classifier on the labelled subset alone (no G, no unlabelled data)
     unsup_weight: float = 1.0  # weight of D's unsupervised real/fake term
     fm_weight: float = 1.0  # weight of feature matching in G's loss
@@ -194,6 +195,7 @@ def validate(cfg: Config) -> None:
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}: expected auto, bf16 or fp32")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
     need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
+    need(cfg.limit >= 0, f"limit={cfg.limit}: must be >= 0 (0: the whole training split)")
     need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")
     need(0 <= cfg.label_rate <= 1, f"label_rate={cfg.label_rate}: must be in [0, 1]")
     need(not (cfg.labels_per_class and cfg.label_rate),

@@ -14,7 +14,7 @@ import gzip
 import math
 import os
 import pickle
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -105,9 +105,16 @@ def toy_centers(spec: str) -> torch.Tensor:
 
 
 def load_split(cfg, split: str = "train") -> Dataset:
-    """A run's dataset (`cfg` a gankit Config), shaped as the run trains on it."""
-    return load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
+    """A run's dataset (`cfg` a gankit Config), shaped as the run trains on it: with cfg.limit = N,
+    N training images drawn with cfg.data_seed (the small-data setting of DiffAugment)."""
+    data = load(cfg.dataset, split, data_dir=cfg.data_dir, image_size=cfg.image_size, channels=cfg.channels,
                 download=cfg.download, seed=cfg.seed)
+    if split != "train" or not cfg.limit:
+        return data
+    if cfg.limit > len(data.x):
+        raise DataError(f"--limit {cfg.limit}: {cfg.dataset} has only {len(data.x)} training images")
+    keep = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(cfg.data_seed))[:cfg.limit].sort().values
+    return replace(data, x=data.x[keep].contiguous(), y=data.y[keep])
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:

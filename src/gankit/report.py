@@ -3,7 +3,8 @@
 Built from the run folder alone (config.json, stats.jsonl, metrics.jsonl, metrics.json,
 samples/*.png), so an old run can be re-reported. Sample grids are embedded as data URIs, curves
 are inline SVG drawn here, and the only script is a few lines for the grid slider: no CDN, no
-network, no JavaScript library.
+network, no JavaScript library. A class-conditional run also gets its latest grid (a row per
+class) with the class names beside the rows, and the per-class accuracy (class_acc) beside that.
 """
 
 from __future__ import annotations
@@ -13,8 +14,10 @@ import html
 import json
 import math
 import os
+from itertools import zip_longest
 from pathlib import Path
 
+from gankit.data import CLASSES
 from gankit.errors import GankitError
 from gankit.files import write_text_atomic
 from gankit.run import MANIFEST, RunDir
@@ -68,6 +71,36 @@ def _data_uri(path: Path) -> str:
     return "data:image/png;base64," + base64.b64encode(path.read_bytes()).decode()
 
 
+def _class_names(cfg: dict) -> list[str]:
+    """The names of a run's classes in label order: its dataset's (gankit.data.CLASSES), else 0..K-1."""
+    names = CLASSES.get(cfg.get("dataset"), [])
+    k = cfg.get("num_classes") or len(names)
+    return list(names) if len(names) == k else [str(i) for i in range(k)]
+
+
+def class_section(cfg: dict, frame: dict | None, final: dict) -> str:
+    """A conditional run's latest grid (`frame`; a row per class, gankit.sample.grid_inputs) with the
+    class names beside its rows, and beside it the per-class accuracy from metrics.json (gankit eval;
+    metrics.jsonl keeps only scalars, so class_acc during training is among the curves)."""
+    names = _class_names(cfg)
+    if frame is None:
+        grid = "<p>No class grid yet: samples/ holds no step-*.png.</p>"
+    else:
+        labels = "".join(f"<li>{html.escape(n)}</li>" for n in names)
+        grid = (f'<figure><div class="classgrid"><ol>{labels}</ol><img alt="class grid, a row per class" '
+                f'src="{frame["src"]}"></div><figcaption>step {frame["step"]}</figcaption></figure>')
+    table = ""
+    if "class_acc_by_class" in final:
+        rows = "".join(f"<tr><td>{html.escape(name)}</td><td>{_nice(acc)}</td><td>{_nice(real)}</td></tr>"
+                       for name, acc, real in zip_longest(names, final["class_acc_by_class"],
+                                                          final.get("class_acc_by_class_floor", []), fillvalue=""))
+        table = ("<table><caption>the share of the samples drawn for each class that the evaluator classifies as "
+                 "that class</caption><tr><th>class</th><th>class_acc</th><th>real images (floor)</th></tr>"
+                 f"{rows}<tr><th>all</th><th>{_nice(final.get('class_acc', ''))}</th>"
+                 f"<th>{_nice(final.get('class_acc_floor', ''))}</th></tr></table>")
+    return f'<section id="classes"><h2>Classes (a row per class)</h2><div class="classes">{grid}{table}</div></section>'
+
+
 def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = None) -> Path:
     """Write RUN/report.html (or `out`) from the run folder; returns its path."""
     run = RunDir(run_path)
@@ -82,6 +115,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     history = run.read_stats(run.metrics)
     final = _read_object(run.path / "metrics.json") if (run.path / "metrics.json").exists() else {}
     grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
+    frames = [{"step": int(p.stem.split("-")[1]), "src": _data_uri(p)} for p in grids]
 
     charts = []
     if stats:  # whatever the run's objective logged (gankit.losses.LOGS): losses, then the rest in groups of 4
@@ -104,8 +138,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     parts = [f"<h1>gankit run: {html.escape(run.path.name)}</h1>",
              f"<p>recipe <b>{html.escape(str(cfg.get('recipe')))}</b> on <b>{html.escape(str(cfg.get('dataset')))}</b>"
              f"{progress}</p>"]
-    if grids:
-        frames = [{"step": int(p.stem.split("-")[1]), "src": _data_uri(p)} for p in grids]
+    if frames:
         parts.append('<section id="samples"><h2>Samples (fixed noise)</h2>'
                      f'<input id="slider" type="range" min="0" max="{len(frames) - 1}" value="{len(frames) - 1}">'
                      f' step <span id="step">{frames[-1]["step"]}</span><br>'
@@ -115,6 +148,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
                      'slider.addEventListener("input", () => { const f = frames[slider.value];\n'
                      '  document.getElementById("grid").src = f.src;\n'
                      '  document.getElementById("step").textContent = f.step; });</script>')
+    if cfg.get("conditional"):
+        parts.append(class_section(cfg, frames[-1] if frames else None, final))
     if charts:
         parts.append('<section id="curves"><h2>Training curves</h2>' + "".join(c for c in charts if c) + "</section>")
     if final:
@@ -135,6 +170,10 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             f"{html.escape(run.path.name)}</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
             "img#grid{image-rendering:pixelated;max-width:100%;border:1px solid #ccc}"
+            ".classes{display:flex;gap:2em;align-items:flex-start}.classgrid{display:flex}"
+            ".classgrid ol{display:grid;grid-auto-rows:1fr;list-style:none;margin:0;padding:0 6px 0 0;"
+            "font-size:12px;text-align:right;align-items:center}.classgrid img{image-rendering:pixelated}"
+            "figure{margin:0}figcaption,caption{font-size:12px;color:#666;text-align:left}caption{caption-side:bottom}"
             "svg.chart{margin:4px;border:1px solid #eee}table{border-collapse:collapse}"
             "td,th{border:1px solid #ddd;padding:2px 8px;font-size:13px;text-align:left}"
             "</style></head><body>" + "\n".join(parts) + "</body></html>\n")

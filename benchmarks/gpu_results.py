@@ -1,0 +1,180 @@
+"""The runs that need a GPU's speed: every recipe at its full budget, the conditional and technique
+runs, the seeds of the quality goals. Several train at once on one GPU; each is then scored with
+gankit's evaluator metrics, and with the Inception FID once its network file is there.
+
+    python benchmarks/gpu_results.py train --parallel 4 --stop-at 600   # the queue, in JOBS order
+    python benchmarks/gpu_results.py inception                         # fid_inception of every finished run
+    python benchmarks/gpu_results.py pack DIR                          # records + grids + curves -> DIR
+    python benchmarks/gpu_results.py render DIR                        # docs/results-gpu.md from DIR
+
+Each job is the real CLI: `gankit train RECIPE --dataset D --epochs E --seed S [--set ...]
+--eval-every N` (N: about 20 evaluations over the run, the FID-against-time curve), then
+`gankit eval RUN --num-samples 10000`. The Inception FID follows the protocol of Lucic et al.
+2018: 10,000 samples against the 10,000 test images. Jobs are listed in priority order: when the
+time given runs out, the rest are reported as not run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tarfile
+import threading
+import time
+from pathlib import Path
+
+from common import OUT, machine
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
+from gankit.recipes import RECIPES  # noqa: E402
+
+ROOT = OUT / "gpu"
+SIZE = {"mnist": 60_000, "fashion-mnist": 60_000}
+
+
+def job(name, recipe, epochs, dataset="mnist", seed=0, sets=(), flags=()):
+    return dict(name=name, recipe=recipe, epochs=epochs, dataset=dataset, seed=seed, sets=list(sets), flags=list(flags))
+
+
+def seeds(name, recipe, epochs, n=3, **kw):
+    return [job(f"{name}-s{s}", recipe, epochs, seed=s, **kw) for s in range(n)]
+
+
+EMA = ["g_ema=0.999"]
+JOBS = [
+    # issue 12: does conditioning draw the class asked for (class_acc >= 0.98), and at what FID
+    job("cgan-60+ema", "cgan", 60, sets=EMA),
+    job("acgan-20+ema", "acgan", 20, sets=EMA),
+    job("acgan-20+projection+ema", "acgan", 20, sets=EMA + ["conditional=projection"]),
+    job("cgan-60+ema-fashion", "cgan", 60, dataset="fashion-mnist", sets=EMA),
+    job("acgan-20+ema-fashion", "acgan", 20, dataset="fashion-mnist", sets=EMA),
+    # issue 13: every recipe at its source's budget (the 64 px ones at a stated one)
+    *seeds("tlx-mlp", "tlx-mlp", 50),
+    job("cs231n-gan", "cs231n-gan", 10), job("cs231n-lsgan", "cs231n-lsgan", 10),
+    *seeds("cs231n-dcgan", "cs231n-dcgan", 5),
+    job("mlp-gan", "mlp-gan", 200),
+    job("dcgan64", "dcgan64", 10), job("wgan", "wgan", 10), job("wgan-gp", "wgan-gp", 10),
+    # issue 13's goal: Inception FID <= 5 (MNIST) and <= 15 (Fashion-MNIST) over 3 seeds
+    *seeds("cs231n-dcgan-20+ema", "cs231n-dcgan", 20, sets=EMA),
+    *seeds("cs231n-dcgan-20+ema-fashion", "cs231n-dcgan", 20, dataset="fashion-mnist", sets=EMA),
+    # issue 12: the R3GAN objective, and DiffAugment on 2,000 images (same steps as 5 epochs of 60,000)
+    job("r3gan-mnist-20", "r3gan-mnist", 20),
+    job("cs231n-dcgan-limit2000", "cs231n-dcgan", 150, flags=["--limit", "2000"]),
+    job("cs231n-dcgan-limit2000+diffaugment", "cs231n-dcgan", 150, flags=["--limit", "2000"],
+        sets=["diffaugment=color,translation,cutout"]),
+    # issue 13: Fashion-MNIST rows
+    job("cs231n-gan-fashion", "cs231n-gan", 10, dataset="fashion-mnist"),
+    job("cs231n-dcgan-fashion", "cs231n-dcgan", 5, dataset="fashion-mnist"),
+    job("dcgan64-fashion", "dcgan64", 10, dataset="fashion-mnist"),
+    job("wgan-gp-fashion", "wgan-gp", 10, dataset="fashion-mnist"),
+]
+
+
+def train_command(j: dict, out: Path) -> list[str]:
+    cfg = RECIPES[j["recipe"]].config(out="x")
+    n = int(j["flags"][j["flags"].index("--limit") + 1]) if "--limit" in j["flags"] else SIZE[j["dataset"]]
+    steps = int(j["epochs"] * (n // (cfg.batch_size * cfg.n_critic)))
+    return ["gankit", "train", j["recipe"], "--dataset", j["dataset"], "--epochs", str(j["epochs"]),
+            "--seed", str(j["seed"]), *j["flags"], *[a for s in j["sets"] for a in ("--set", s)],
+            "--eval-every", str(max(1, steps // 20)), "--out", str(out), "--overwrite", "--no-progress"]
+
+
+def run_job(j: dict, root: Path, device: str, threads: int) -> None:
+    out = root / j["name"]
+    record = {**j, "status": "failed"}
+    cmd = train_command(j, out) + ["--device", device, "--threads", str(threads)]
+    t = time.perf_counter()
+    p = subprocess.run([sys.executable, "-m", *cmd], capture_output=True, text=True)
+    record["train_wall_s"] = round(time.perf_counter() - t, 1)
+    record["command"] = " ".join(cmd[:cmd.index("--eval-every")])
+    if p.returncode == 0:
+        record["summary"] = json.loads(p.stdout.strip().splitlines()[-1])
+        e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", "10000",
+                            "--device", device], capture_output=True, text=True)
+        if e.returncode == 0:
+            record.update(status="done", metrics=json.loads((out / "metrics.json").read_text()))
+        else:
+            record["error"] = e.stderr[-2000:]
+    else:
+        record["error"] = p.stderr[-2000:]
+    root.mkdir(parents=True, exist_ok=True)
+    (root / f"{j['name']}.json").write_text(json.dumps(record, indent=1))
+    print(f"{time.strftime('%H:%M:%S')} {j['name']}: {record['status']} in {record['train_wall_s']} s "
+          f"{record.get('metrics', {}).get('fid', '')}", flush=True)
+
+
+def train_queue(args) -> None:
+    todo = [j for j in JOBS if not args.only or j["name"] in args.only.split(",")]
+    lock = threading.Lock()
+
+    def worker():
+        while time.time() < args.stop_at:
+            with lock:
+                if not todo:
+                    return
+                j = todo.pop(0)
+            run_job(j, args.root, args.device, args.threads)
+
+    workers = [threading.Thread(target=worker) for _ in range(args.parallel)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join()
+    print(f"not started (time ran out): {', '.join(j['name'] for j in todo) or 'none'}", flush=True)
+
+
+def inception(args) -> None:
+    """fid_inception of every finished run, in this one process (the network loads once)."""
+    from gankit.evaluate import evaluate_run
+
+    for path in sorted(args.root.glob("*.json")):
+        record = json.loads(path.read_text())
+        if record["status"] != "done" or "fid_inception" in record["metrics"]:
+            continue
+        t = time.perf_counter()
+        r = evaluate_run(args.root / record["name"], ["fid_inception"], 10_000, args.device, progress=False)
+        record["metrics"].update(r)
+        record["inception_s"] = round(time.perf_counter() - t, 1)
+        path.write_text(json.dumps(record, indent=1))
+        print(f"{record['name']}: fid_inception {r['fid_inception']:.2f} ({record['inception_s']} s)", flush=True)
+
+
+def pack(args) -> None:
+    """Everything the docs need, in two files: the records, and the grids and curves of each run."""
+    dest = Path(args.dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    records = [json.loads(p.read_text()) for p in sorted(args.root.glob("*.json"))]
+    (dest / "gpu_results.json").write_text(json.dumps({"machine": machine(), "date": time.strftime("%Y-%m-%d"),
+                                                       "records": records}, indent=1))
+    with tarfile.open(dest / "gpu_runs.tar.gz", "w:gz") as tar:
+        for r in records:
+            run = args.root / r["name"]
+            grids = sorted((run / "samples").glob("step-*.png"))
+            for f in [*(grids[-1:]), run / "metrics.jsonl", run / "config.json", run / "stats.jsonl"]:
+                if f.exists():
+                    tar.add(f, arcname=f"{r['name']}/{f.name}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("what", choices=["train", "inception", "pack", "list"])
+    ap.add_argument("dest", nargs="?", default=str(OUT / "gpu-pack"))
+    ap.add_argument("--root", type=Path, default=ROOT, help="where the run folders and records go")
+    ap.add_argument("--only", help="comma-separated job names")
+    ap.add_argument("--parallel", type=int, default=4, help="runs at once on the one GPU")
+    ap.add_argument("--threads", type=int, default=max(1, (os.cpu_count() or 4) // 4), help="CPU threads per run")
+    ap.add_argument("--stop-at", type=float, default=float("inf"), help="start no job after this time (epoch s)")
+    ap.add_argument("--device", default="cuda")
+    args = ap.parse_args()
+    if args.what == "list":
+        for j in JOBS:
+            print(j["name"], " ".join(train_command(j, args.root / j["name"])))
+    else:
+        {"train": train_queue, "inception": inception, "pack": pack}[args.what](args)
+
+
+if __name__ == "__main__":
+    main()
