@@ -40,12 +40,18 @@ def test_restore_puts_everything_back_in_place():
     assert torch.equal(torch.rand(3), rng)
 
 
-@pytest.mark.parametrize("name", ["cs231n-dcgan", "wgan", "mlp-gan"])  # BatchNorm+Adam, RMSprop+clip+n_critic, dropout
-def test_static_step_with_undone_warmup_equals_eager(name, tmp_path, tiny_data, monkeypatch):
-    eager = small_config(name, tmp_path / "eager", steps=4, precision="fp32", device="cpu")
+# the techniques beside the seed recipes, in one step: conditioning, R1/R2, DiffAugment, spectral norm, EMA of G
+TECHNIQUES = {"cgan": dict(g_ema=0.9), "acgan": dict(diffaugment="color,translation,cutout"),
+              "cs231n-gan": dict(loss="relativistic", r1_gamma=1.0, r2_gamma=0.5, spectral_norm=True, g_ema=0.9)}
+
+
+@pytest.mark.parametrize("name", ["cs231n-dcgan", "wgan", "mlp-gan", *TECHNIQUES])  # BatchNorm+Adam,
+def test_static_step_with_undone_warmup_equals_eager(name, tmp_path, tiny_data, monkeypatch):  # RMSprop+clip, dropout
+    over = TECHNIQUES.get(name, {})
+    eager = small_config(name, tmp_path / "eager", steps=4, precision="fp32", device="cpu", **over)
     train(eager, progress=False)
     monkeypatch.setattr(graphs, "graphable", lambda cfg, device, world_size: True)
-    static = small_config(name, tmp_path / "static", steps=4, precision="fp32", device="cpu")
+    static = small_config(name, tmp_path / "static", steps=4, precision="fp32", device="cpu", **over)
     summary = train(static, progress=False)
     assert summary["step_kind"] == "static buffers"
     a, b = load_checkpoint(eager.out), load_checkpoint(static.out)
@@ -55,7 +61,7 @@ def test_static_step_with_undone_warmup_equals_eager(name, tmp_path, tiny_data, 
 
 
 @cuda
-@pytest.mark.parametrize("name", ["cs231n-gan", "cs231n-dcgan", "wgan", "wgan-gp", "mlp-gan"])
+@pytest.mark.parametrize("name", ["cs231n-gan", "cs231n-dcgan", "wgan", "wgan-gp", "mlp-gan", *TECHNIQUES])
 def test_cuda_graph_step_equals_eager(name, tmp_path, tiny_data, monkeypatch):
     # the same cuDNN algorithms in both runs (left to itself, cuDNN may pick different ones, whose
     # results differ in the last bits, and Adam turns that into visible differences within steps)
@@ -63,7 +69,8 @@ def test_cuda_graph_step_equals_eager(name, tmp_path, tiny_data, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
     runs = {}
     for graph in (False, True):
-        cfg = small_config(name, tmp_path / str(graph), steps=6, device="cuda", cuda_graph=graph, precision="fp32")
+        cfg = small_config(name, tmp_path / str(graph), steps=6, device="cuda", cuda_graph=graph, precision="fp32",
+                           **TECHNIQUES.get(name, {}))
         runs[graph] = train(cfg, progress=False), load_checkpoint(cfg.out)
     assert runs[True][0]["step_kind"] == "cuda graph" and runs[False][0]["step_kind"] == "eager"
     a, b = runs[False][1], runs[True][1]

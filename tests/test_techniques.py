@@ -197,3 +197,14 @@ def test_limit_trains_on_n_images_drawn_with_the_data_seed(tiny_data):
     assert load_split(cfg, "test").x.shape[0] == whole.x.shape[0]  # the test split is never cut
     with pytest.raises(DataError, match="--limit 1000: mnist has only 256 training images"):
         load_split(RECIPES["cs231n-gan"].config(out="x", dataset="mnist", limit=1000))
+
+
+def test_unit_real_range_is_x_over_256_and_maps_back_to_the_8_bit_scale():
+    from gankit.data import to_float, to_signed
+
+    x = torch.arange(256, dtype=torch.uint8).view(1, 1, 16, 16)
+    unit = to_float(x, "unit")
+    assert unit.min() == 0 and unit.max() == 255 / 256  # tensorlayerx's loader: x / 256
+    assert torch.allclose(to_signed(unit, "unit"), to_float(x), atol=1e-6)  # the image [-1, 1] would show
+    assert torch.equal(to_signed(torch.tensor([-1.0, 0.0, 1.0]), "unit"), torch.tensor([-1.0, -1.0, 1.0]))
+    assert to_signed(unit, "signed") is unit

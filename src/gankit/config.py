@@ -44,6 +44,7 @@ class Config:
     g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none
     spectral_norm: bool = False  # spectral normalisation of D's linear and conv layers (Miyato et al. 2018)
     diffaugment: str = ""  # DiffAugment on real and fake images before D: some of color,translation,cutout
+    real_range: str = "signed"  # real images as D sees them: signed [-1, 1] | unit [0, 1) (x / 256, TensorLayerX's)
     limit: int = 0  # train on this many images of the training split, drawn with data_seed (small-data runs); 0: all
 
     # semi-supervised classification: set labels_per_class or label_rate (recipes ssgan, improved-gan)
@@ -117,6 +118,7 @@ class Config:
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 PRECISIONS = ("auto", "bf16", "fp32")
 AUGMENTATIONS = ("color", "translation", "cutout")  # gankit.augment
+REAL_RANGES = ("signed", "unit")  # real images as D sees them: [-1, 1] | [0, 1) (gankit.data.to_float)
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
@@ -195,6 +197,9 @@ def validate(cfg: Config) -> None:
     need(cfg.precision in PRECISIONS, f"precision={cfg.precision!r}: expected auto, bf16 or fp32")
     need(cfg.eval_every >= 0, f"eval_every={cfg.eval_every}: must be >= 0 (0: no evaluation)")
     need(10 <= cfg.eval_samples <= 10_000, f"eval_samples={cfg.eval_samples}: must be in 10..10000")
+    need(cfg.real_range in REAL_RANGES, f"real_range={cfg.real_range!r}: expected {' or '.join(REAL_RANGES)}")
+    need(cfg.real_range == "signed" or not is_semi_supervised(cfg),
+         f"real_range={cfg.real_range}: a semi-supervised run's classifier reads images in [-1, 1]")
     need(cfg.limit >= 0, f"limit={cfg.limit}: must be >= 0 (0: the whole training split)")
     need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")
     need(0 <= cfg.label_rate <= 1, f"label_rate={cfg.label_rate}: must be in [0, 1]")

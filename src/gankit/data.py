@@ -117,10 +117,19 @@ def load_split(cfg, split: str = "train") -> Dataset:
     return replace(data, x=data.x[keep].contiguous(), y=data.y[keep])
 
 
-def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [-1, 1], the range of every G's tanh (float input,
-    such as toy points, passes through)."""
-    return x.float().div_(127.5).sub_(1.0) if x.dtype == torch.uint8 else x
+def to_float(x: torch.Tensor, real_range: str = "signed") -> torch.Tensor:
+    """uint8 images in [0, 255] -> float32 in [-1, 1], the range of every G's tanh, or with
+    real_range="unit" in [0, 1) (x / 256, the tensorlayerx MNIST loader's). Float input, such as toy
+    points, passes through."""
+    if x.dtype != torch.uint8:
+        return x
+    return x.float().div_(256.0) if real_range == "unit" else x.float().div_(127.5).sub_(1.0)
+
+
+def to_signed(x: torch.Tensor, real_range: str = "signed") -> torch.Tensor:
+    """A G's output as images in [-1, 1], the range grids and metrics read: as it is, or for a G
+    trained against [0, 1) images (real_range="unit") mapped back to the 8-bit scale and clamped."""
+    return x if real_range == "signed" else x.mul(256 / 127.5).sub_(1.0).clamp_(-1.0, 1.0)
 
 
 class BatchIndices:

@@ -211,7 +211,7 @@ def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: 
     labels = drawn_labels((G, cfg), num_samples)
     for i in range(0, num_samples, batch_size):
         z = sample_noise(cfg, min(batch_size, num_samples - i), device, g)
-        x = G(z, labels[i:i + len(z)].to(device)) if labels is not None else G(z)
+        x = datasets.to_signed(G(z, labels[i:i + len(z)].to(device)) if labels is not None else G(z), cfg.real_range)
         if x.dim() != 4:
             raise GankitError(f"evaluate: the generator makes {tuple(x.shape[1:])} samples, not images; "
                               f"for 2-D toy sets use gankit.metrics.mode_coverage")

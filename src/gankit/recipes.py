@@ -49,6 +49,17 @@ def _mlp(g_hidden, d_hidden, g_act, d_act, dropout=0.0):
     return build
 
 
+def _tlx(cfg: Config):
+    """The TensorLayerX tutorial's nets with tensorlayerx's defaults on its torch backend: LeakyReLU
+    slope 0.01, Linear weights truncated_normal(stddev 0.02) (cut at 2 sigma), zero biases."""
+    G, D = _mlp([256, 256], [256, 256], nn.ReLU, partial(nn.LeakyReLU, 0.01))(cfg)
+    for m in [*G.modules(), *D.modules()]:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02, a=-0.04, b=0.04)
+            nn.init.zeros_(m.bias)
+    return G, D
+
+
 def _need_shape(cfg: Config, recipe: str, ok: bool, want: str) -> None:
     if not ok:
         raise GankitError(f"recipe {recipe} needs {want} images; dataset {cfg.dataset} gives shape "
@@ -90,14 +101,18 @@ _DCGAN64 = dict(image_size=64, noise="normal", noise_dim=100, epochs=25)
 RECIPES: dict[str, Recipe] = {r.name: r for r in [
     Recipe(
         "tlx-mlp", "TensorLayerX MNIST GAN tutorial (MLP, MSE objective)",
-        "G 100-256-256-784 (ReLU, Tanh), D 784-256-256-1 (LeakyReLU 0.2). Objective: mean squared error "
-        "between sigmoid(D) and the 1/0 labels. Adam 3e-4, G betas (0.5, 0.999), D default betas; batch 128; "
-        "z ~ U[0,1)^100 with one z batch shared by the D and G step; 50 epochs. Deviation: the tutorial feeds "
-        "real images in [0,1] to a tanh generator; gankit scales real images to [-1,1] like every other recipe, "
-        "so real and generated images share one range.",
-        _mlp([256, 256], [256, 256], nn.ReLU, partial(nn.LeakyReLU, 0.2)),
+        "G 100-256-256-784 (ReLU, Tanh), D 784-256-256-1 (LeakyReLU 0.01, tensorlayerx's default on torch). "
+        "Linear weights truncated_normal(stddev 0.02), zero biases (tensorlayerx's Linear defaults). Objective: "
+        "mean squared error between sigmoid(D) and the 1/0 labels. Adam 3e-4, G betas (0.5, 0.999), D default "
+        "betas; batch 128; z ~ U[0,1)^100 with one z batch shared by the D and G step; 50 epochs of 50,000 "
+        "training images. As in the tutorial, D sees real images in [0, 1) (x / 256, real_range=unit) and G's "
+        "raw tanh output; grids and metrics map G's output back to [-1, 1]. With real_range=signed (real images "
+        "in [-1, 1]) D saturates within ~3,000 steps and G learns nothing (docs/recipes.md). Deviation: the "
+        "50,000 images are drawn with data_seed (limit), not the first 50,000.",
+        _tlx,
         dict(loss="mse_sigmoid", lr_g=3e-4, lr_d=3e-4, betas_g=[0.5, 0.999], betas_d=[0.9, 0.999],
-             batch_size=128, noise="uniform", noise_dim=100, share_z=True, epochs=50)),
+             batch_size=128, noise="uniform", noise_dim=100, share_z=True, epochs=50, real_range="unit",
+             limit=50_000)),
     Recipe(
         "cs231n-gan", "Stanford cs231n GAN assignment: vanilla GAN",
         "D 784-256-256-1 (LeakyReLU 0.01), G 96-1024-1024-784 (ReLU, Tanh). Objective: the assignment's "

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import torch
 
+from gankit.data import to_signed
 from gankit.errors import GankitError
 from gankit.hardware import pick_device
 from gankit.images import save_grid, save_points
@@ -76,7 +77,7 @@ def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.Path
                           f"train a conditional recipe (cgan, acgan) to choose the class")
     dev = next(G.parameters()).device
     inputs = grid_inputs(cfg, n, dev, torch.Generator().manual_seed(seed), label)
-    x = G(*inputs)
+    x = to_signed(G(*inputs), cfg.real_range)
     if x.dim() == 2:
         save_points(x, out)
     else:

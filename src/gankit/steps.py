@@ -37,7 +37,7 @@ def make_step(s: State) -> Callable[[int], dict]:
     static = dataclasses.replace(s, amp=autocast(s.cfg.precision, s.device, cache=False))
 
     def body(idx: list[torch.Tensor]) -> dict:  # the same step, on batch indices held in static buffers
-        return gan_update(static, [(to_float(s.x_all[j]), s.labels_of(j)) for j in idx])
+        return gan_update(static, [(to_float(s.x_all[j], s.cfg.real_range), s.labels_of(j)) for j in idx])
 
     step, s.step_kind = graphs.try_static_step(lambda i: gan_step(s, i), body, s.batches, s.cfg.n_critic,
                                                s.cfg.batch_size, s.device, (s.G, s.D), (s.opt_g, s.opt_d))
@@ -48,7 +48,7 @@ def make_step(s: State) -> Callable[[int], dict]:
 
 def gan_step(s: State, i: int) -> dict:
     ids = [s.batches(i * s.cfg.n_critic + k) for k in range(s.cfg.n_critic)]
-    return gan_update(s, [(to_float(s.x_all[j]), s.labels_of(j)) for j in ids])
+    return gan_update(s, [(to_float(s.x_all[j], s.cfg.real_range), s.labels_of(j)) for j in ids])
 
 
 def gan_update(s: State, reals: list[tuple[torch.Tensor, tuple]]) -> dict:

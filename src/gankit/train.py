@@ -271,7 +271,7 @@ def save_samples(s: State, at: int) -> None:
         G = s.sampler
         G.eval()
         with torch.no_grad(), s.amp:
-            x = G(*s.fixed_inputs).float()
+            x = datasets.to_signed(G(*s.fixed_inputs).float(), s.cfg.real_range)
         s.G.train()
         path = s.run.sample_path(at)
         if s.real_points is not None:
