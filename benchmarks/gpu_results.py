@@ -52,6 +52,9 @@ JOBS = [
     job("acgan-20+ema-fashion", "acgan", 20, dataset="fashion-mnist", sets=EMA),
     job("acgan-40+ema", "acgan", 40, sets=EMA),
     job("acgan-20+ema+weight3", "acgan", 20, sets=EMA + ["acgan_weight=3"]),
+    *seeds("cdcgan", "cdcgan", 6),  # the projection D on the cs231n DCGAN nets, at the budget found above
+    job("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
+    job("acgan-6+real-class", "acgan", 6, sets=EMA + ["acgan_on_fake=false"]),
     # issue 13: every recipe at its source's budget (the 64 px ones at a stated one), with the goal runs
     *seeds("cs231n-dcgan", "cs231n-dcgan", 5),
     *seeds("cs231n-dcgan-20+ema", "cs231n-dcgan", 20, sets=EMA),

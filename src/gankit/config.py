@@ -39,6 +39,7 @@ class Config:
     # conditional generation (labelled datasets): G and D see the class
     conditional: str = ""  # "" (none) | projection (Miyato & Koyama 2018) | acgan (Odena et al. 2017)
     acgan_weight: float = 1.0  # weight of the acgan D's class cross-entropy in both losses
+    acgan_on_fake: bool = True  # D's class cross-entropy also on generated images (Odena et al.); false: real only
 
     # training techniques
     g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none

@@ -229,6 +229,15 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         _cs231n_dc, dict(loss="nonsaturating", epochs=5, conditional="acgan",
                                      eval_metrics=["fid", "is", "modes", "class_acc"], **_CS231N)),
     Recipe(
+        "cdcgan", "Conditional DCGAN: the cs231n DCGAN networks with a projection discriminator (Miyato & Koyama 2018)",
+        "The cs231n-dcgan networks made class-conditional: G gets a learnt 10-d label embedding beside z, D adds "
+        "<e_y, h(x)> on its last hidden layer h (1024-d) to its logit. cs231n's non-saturating loss, Adam 1e-3 "
+        "betas (0.5, 0.999), batch 128, z ~ U[-1,1)^96, a moving average of G (0.999), 6 epochs, 28x28 grayscale "
+        "(MNIST or Fashion-MNIST). The budget is where class_acc and FID were best in a 20-epoch run at this "
+        "learning rate; past it both oscillate (docs/techniques.md).",
+        _cs231n_dc, dict(loss="nonsaturating", epochs=6, conditional="projection", g_ema=0.999,
+                         eval_metrics=["fid", "is", "modes", "class_acc"], **_CS231N)),
+    Recipe(
         "r3gan-mnist", "R3GAN's objective (Huang et al. 2024): relativistic pairing loss with R1 + R2",
         "The cs231n-dcgan networks (D has no normalisation, as R3GAN requires) trained with RpGAN, "
         "softplus(-(D(x) - D(G(z)))), plus gamma/2 (R1 + R2) with gamma 0.1, Adam betas (0, 0.99) at 2e-4 for both, "

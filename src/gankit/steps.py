@@ -86,7 +86,9 @@ def d_update(s: State, x_real, yr: tuple, z, yf: tuple, update: int) -> tuple[to
         d_loss, _ = LOSSES[cfg.loss](d_real, d_fake)
         stats = {"d_loss": d_loss, **LOGS[cfg.loss](d_real, d_fake)}
         if out_real.shape[1] > 1:
-            stats["d_class"] = auxiliary_classes(out_real[:, 1:], *yr) + auxiliary_classes(out_fake[:, 1:], *yf)
+            stats["d_class"] = auxiliary_classes(out_real[:, 1:], *yr)
+            if cfg.acgan_on_fake:
+                stats["d_class"] = stats["d_class"] + auxiliary_classes(out_fake[:, 1:], *yf)
             d_loss = d_loss + cfg.acgan_weight * stats["d_class"]
         if cfg.gp_weight:
             stats["gp"] = gradient_penalty(lambda x: D(x, *yr)[:, :1], x_real, x_fake)
