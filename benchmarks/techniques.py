@@ -31,6 +31,12 @@ RUNS = {  # name -> (recipe, epochs, extra --set values)
     "acgan-5": ("acgan", 5, []),
     "cgan+acgan": ("cgan", 10, ["conditional=acgan"]),
     "cgan-20+g_ema": ("cgan", 20, ["g_ema=0.999"]),
+    "cdcgan": ("cdcgan", 6, []),
+    "acgan-1+real-class": ("acgan", 1, ["acgan_on_fake=false"]),
+    "r3gan-mnist": ("r3gan-mnist", 5, []),
+    "limit2000": ("cs231n-dcgan", 60, ["limit=2000"]),  # DiffAugment's setting: few images, many passes
+    "limit2000+diffaugment": ("cs231n-dcgan", 60, ["limit=2000", "diffaugment=color,translation,cutout"]),
+    "cdcgan-fashion": ("cdcgan", 6, ["dataset=fashion-mnist"]),
 }
 
 
@@ -94,10 +100,10 @@ def render(results: dict) -> str:
         rows.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
                     f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} | {r['machine']}, {r['date']} |")
     return "\n".join([
-        "# Techniques: conditioning and the moving average of G, measured", "",
+        "# Techniques: conditioning, the moving average of G, R3GAN's objective and DiffAugment, measured", "",
         "Written by `python benchmarks/techniques.py` (re-run it to reproduce; `--only NAME` for one row). Each row is "
         "`gankit train RECIPE --epochs E --seed 0 [--set ...]`, then `gankit eval RUN --num-samples 10000` with "
-        "gankit's MNIST evaluator (FID in its embedding, as in [results.md](results.md); a run with g_ema is scored "
+        "the dataset's evaluator (FID in its embedding, as in [results.md](results.md); a run with g_ema is scored "
         "with its averaged G). *class_acc* is the share of the samples drawn for class k that the evaluator calls k, "
         "over all classes drawn equally often; its floor is the evaluator's accuracy on real training images. "
         "*train s* is wall time of `gankit train`; rows measured while other jobs shared the 2 cores are slower "

@@ -174,6 +174,18 @@ def test_a_conditional_run_resumes_exactly_and_draws_the_class_asked_for(name, t
         sample(full, n=8, out=tmp_path / "x.png", device="cpu", label=10)
 
 
+@pytest.mark.parametrize("on_fake", [True, False])
+def test_acgan_classifier_learns_from_real_images_only_when_asked(on_fake, tmp_path, tiny_data, monkeypatch):
+    import gankit.steps
+
+    seen = []
+    real = gankit.steps.auxiliary_classes
+    monkeypatch.setattr(gankit.steps, "auxiliary_classes", lambda logits, y: seen.append(len(y)) or real(logits, y))
+    train(small_config("acgan", tmp_path, steps=1, batch_size=8, acgan_on_fake=on_fake), progress=False)
+    # the D update: real images (+ generated ones, as Odena et al.); then the G update: generated ones
+    assert seen == ([8, 8, 8] if on_fake else [8, 8])
+
+
 def test_conditioning_needs_labels():
     with pytest.raises(GankitError, match="needs a labelled dataset"):
         validate(RECIPES["cgan"].config(out="x", dataset="toy:ring8"))
