@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   torchrun --nproc_per_node=4 -m gankit train dcgan64 --dataset folder:faces --out runs/faces
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
   gankit train cgan --out runs/cgan && gankit sample runs/cgan --class 7 -n 64 -o sevens.png
+  gankit export runs/dcgan --format onnx -o generator.onnx
 """
 
 
@@ -81,7 +82,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report,export}")
 
     sub.add_parser("recipes", help="list the recipes and their sources")
 
@@ -127,6 +128,15 @@ def _parser() -> argparse.ArgumentParser:
     r = sub.add_parser("report", help="write RUN/report.html from the run folder")
     r.add_argument("run", metavar="RUN")
     r.add_argument("-o", "--output", help="HTML file to write (default RUN/report.html)")
+
+    x = sub.add_parser("export", help="write a run's generator alone, with its noise and output contract, "
+                       "as ONNX or TorchScript")
+    x.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="onnx (default; needs "
+                   "pip install onnxscript) or torchscript (read back with gankit.export.load_torchscript)")
+    x.add_argument("-o", "--output", help="file to write (default generator.onnx or generator.pt)")
+    x.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
+                   "(which a run with g_ema exports by default)")
     return p
 
 
@@ -221,11 +231,17 @@ def cmd_report(args) -> None:
     print(build_report(args.run, args.output))
 
 
+def cmd_export(args) -> None:
+    from gankit.export import export
+
+    print(export(args.run, args.output, fmt=args.format, ema=not args.no_ema))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         {"recipes": cmd_recipes, "info": cmd_info, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-         "report": cmd_report}[args.verb](args)
+         "report": cmd_report, "export": cmd_export}[args.verb](args)
     except GankitError as e:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2

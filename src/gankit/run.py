@@ -216,7 +216,7 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
         raise GankitError(f"{path}: holds pickled code or objects ({culprit.group(1)}), not just weights; it was not "
                           f"loaded (gankit never runs code from a checkpoint)") from None
     except Exception as e:  # corrupt zip, truncated file...
-        raise GankitError(f"{path}: not a readable gankit checkpoint ({_first_line(e)})") from None
+        raise GankitError(f"{path}: not a readable gankit checkpoint ({first_line(e)})") from None
     if not isinstance(state, dict) or state.get("format") != CHECKPOINT_FORMAT or "config" not in state:
         raise GankitError(f"{path}: not a gankit checkpoint (format {CHECKPOINT_FORMAT} expected)")
     if isinstance(state["config"], dict):  # older checkpoints kept world_size in their config
@@ -225,7 +225,8 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
     return state
 
 
-def _first_line(e: Exception) -> str:
+def first_line(e: Exception) -> str:
+    """An exception as one short line: its type and the first line of its message."""
     lines = [line.strip() for line in str(e).splitlines() if line.strip()]
     return f"{type(e).__name__}: {lines[0][:160]}" if lines else type(e).__name__
 

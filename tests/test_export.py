@@ -1,0 +1,172 @@
+"""gankit export: a run's G as ONNX (run by onnxruntime) and TorchScript gives the PyTorch G's images and
+records its contract, for each family of networks; what cannot be exported is one line; files are whole."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+import torch
+from conftest import fake_images
+from test_recipes import small_config
+
+import gankit.export
+from gankit.cli import main
+from gankit.data import load as real_load
+from gankit.data import to_signed
+from gankit.errors import GankitError
+from gankit.export import export, load_torchscript
+from gankit.sample import load_generator, sample_noise
+from gankit.train import train
+
+# one run per family of networks: MLP, conv with a moving average of G, conditional MLP, MLP trained on [0, 1)
+FAMILIES = {"mlp": ("cs231n-gan", {}), "conv": ("cs231n-dcgan", {"g_ema": 0.999}), "conditional": ("cgan", {}),
+            "unit": ("tlx-mlp", {})}
+BATCH = 5  # export traces a batch of 2
+
+
+@pytest.fixture(scope="module")
+def run_of(tmp_path_factory):
+    """family -> a run folder trained for 2 steps on tiny fake images, trained on first use."""
+    runs = {}
+
+    def get(family, **over):
+        if family not in runs:
+            name, over = FAMILIES.get(family, (family, over))
+            folder = tmp_path_factory.mktemp(family)
+            cfg = small_config(name, folder, **{"sample_every": 2, "log_every": 2, "checkpoint_every": 2, **over})
+            with pytest.MonkeyPatch.context() as mp:  # the tiny_data fixture, for a module's runs
+                mp.setattr("gankit.data.load", lambda spec, split="train", *a, channels=None, image_size=None, seed=0,
+                           **k: real_load(spec, split, seed=seed) if spec.startswith("toy:")
+                           else fake_images(256, channels or 1, image_size or 28))
+                train(cfg, progress=False)
+            runs[family] = folder / name
+        return runs[family]
+    return get
+
+
+def reference(run, ema=True):
+    """-> (config, G's inputs for a batch of BATCH, the images gankit sample makes of them)."""
+    G, cfg = load_generator(run, device="cpu", ema=ema)
+    z = sample_noise(cfg, BATCH, generator=torch.Generator().manual_seed(1))
+    inputs = (z, torch.tensor([0, 3, 9, 1, 7])) if cfg.conditional else (z,)
+    with torch.no_grad():
+        return cfg, inputs, to_signed(G(*inputs), cfg.real_range)
+
+
+def check_contract(info, cfg):
+    assert info["noise"] == cfg.noise and info["noise_dim"] == cfg.noise_dim
+    assert info["noise_distribution"] == {"normal": "N(0, 1)", "uniform": "U[0, 1)", "uniform_signed": "U[-1, 1)"}[cfg.noise]
+    assert info["num_classes"] == (10 if cfg.conditional else 0)
+    assert info["output"]["shape"] == ["batch", *cfg.data_shape] and info["output"]["range"] == [-1.0, 1.0]
+    assert [i["name"] for i in info["inputs"]] == (["z", "y"] if cfg.conditional else ["z"])
+    assert info["weights"] == ("G_ema" if cfg.g_ema else "G") and info["step"] == 2
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_onnx_matches_pytorch(family, run_of, tmp_path, capfd):
+    run = run_of(family)
+    capfd.readouterr()
+    out = tmp_path / "generator.onnx"
+    assert main(["export", str(run), "--format", "onnx", "-o", str(out)]) == 0
+    assert capfd.readouterr() == (f"{out}\n", "")  # the path, and none of the exporter's chatter
+    cfg, inputs, want = reference(run)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    got = session.run(None, {i.name: t.numpy() for i, t in zip(session.get_inputs(), inputs)})[0]
+    assert got.dtype == np.float32 and got.shape == (BATCH, *cfg.data_shape)
+    assert np.abs(got - want.numpy()).max() <= 1e-5
+    assert got.min() >= -1 and got.max() <= 1
+
+    meta = session.get_modelmeta().custom_metadata_map
+    check_contract(json.loads(meta["gankit"]), cfg)
+    assert meta["noise_dim"] == str(cfg.noise_dim) and meta["noise"] == cfg.noise
+    assert json.loads(meta["output_range"]) == [-1, 1] and json.loads(meta["output_shape"])[1:] == cfg.data_shape
+    assert [i.shape[0] for i in session.get_inputs()] == ["batch"] * len(inputs)  # a dynamic batch
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_torchscript_round_trip(family, run_of, tmp_path):
+    run = run_of(family)
+    out = export(run, tmp_path / "g.pt", fmt="torchscript")
+    module, info = load_torchscript(out)
+    cfg, inputs, want = reference(run)
+    with torch.no_grad():
+        got = module(*inputs)
+    assert got.dtype == torch.float32 and (got - want).abs().max() <= 1e-5
+    check_contract(info, cfg)
+    assert not module.training
+
+
+def test_no_ema_exports_the_raw_G(run_of, tmp_path):
+    run = run_of("conv")  # kept a moving average of G
+    module, info = load_torchscript(export(run, tmp_path / "raw.pt", fmt="torchscript", ema=False))
+    cfg, inputs, raw = reference(run, ema=False)
+    averaged = reference(run)[2]
+    with torch.no_grad():
+        got = module(*inputs)
+    assert info["weights"] == "G" and (got - raw).abs().max() <= 1e-5 and not torch.allclose(raw, averaged)
+
+
+def test_toy_points_export(run_of, tmp_path):
+    run = run_of("toy", dataset="toy:ring8", batch_size=64)
+    module, info = load_torchscript(export(run, tmp_path / "toy.pt", fmt="torchscript"))
+    _, (z,), want = reference(run)
+    assert torch.equal(module(z), want)
+    assert info["output"]["shape"] == ["batch", 2] and info["output"]["range"] is None
+
+
+def test_cli_refusals_are_one_line(run_of, tmp_path, capsys):
+    run = run_of("mlp")
+    with pytest.raises(SystemExit) as e:
+        main(["export", "--help"])
+    assert e.value.code == 0 and "usage: gankit export" in capsys.readouterr().out
+
+    with pytest.raises(SystemExit) as e:
+        main(["export", str(run), "--format", "tflite"])
+    assert e.value.code == 2 and "tflite" in capsys.readouterr().err
+
+    missing = tmp_path / "nope" / "g.onnx"
+    assert main(["export", str(run), "-o", str(missing)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and str(missing) in err and not missing.parent.exists()
+
+    with pytest.raises(GankitError, match="--format tflite"):
+        export(run, tmp_path / "g.x", fmt="tflite")
+    assert main(["export", str(run), "-o", str(tmp_path)]) == 2 and "is a folder" in capsys.readouterr().err
+
+
+def test_baseline_run_has_no_generator(run_of, tmp_path):
+    run = run_of("improved-gan", baseline=True, labels_per_class=2, steps=1, checkpoint_every=1, init_batch=64)
+    assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "g.pt")]) == 2
+    with pytest.raises(GankitError, match="baseline"):
+        export(run, tmp_path / "g.pt", fmt="torchscript")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_existing_file_is_replaced_whole(run_of, tmp_path, monkeypatch):
+    run = run_of("mlp")
+    out = tmp_path / "g.pt"
+    out.write_bytes(b"the previous export")
+
+    def half_save(module, path, _extra_files=None):
+        with open(path, "wb") as f:
+            f.write(b"PK half a zip")
+        raise RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed")
+
+    monkeypatch.setattr(gankit.export.torch.jit, "save", half_save)
+    with pytest.raises(GankitError, match="previous file, if any, is kept"):
+        export(run, out, fmt="torchscript")
+    assert out.read_bytes() == b"the previous export" and [p.name for p in tmp_path.iterdir()] == ["g.pt"]
+    monkeypatch.undo()
+
+    export(run, out, fmt="torchscript")
+    assert load_torchscript(out)[1]["recipe"] == "cs231n-gan"
+
+
+def test_export_imports_no_trainer_code():
+    code = ("import sys, gankit.export; print(sorted(m for m in sys.modules if m in ('gankit.train', 'gankit.steps', "
+            "'gankit.semi', 'gankit.build', 'gankit.graphs', 'gankit.monitor')))")
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert p.stdout.strip() == "[]"
