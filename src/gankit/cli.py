@@ -27,6 +27,7 @@ EXAMPLES = """examples:
   gankit sample runs/dcgan -n 64 -o grid.png --seed 1
   gankit train cgan --out runs/cgan && gankit sample runs/cgan --class 7 -n 64 -o sevens.png
   gankit export runs/dcgan --format onnx -o generator.onnx
+  gankit demo runs/dcgan -o site && python -m http.server -d site
 """
 
 
@@ -82,7 +83,7 @@ class _Parser(argparse.ArgumentParser):
 def _parser() -> argparse.ArgumentParser:
     p = _Parser(prog="gankit", description="Train classic GANs on MNIST and small image sets.",
                                 epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report,export}")
+    sub = p.add_subparsers(dest="verb", required=True, metavar="{recipes,info,train,sample,eval,report,export,demo}")
 
     sub.add_parser("recipes", help="list the recipes and their sources")
 
@@ -137,6 +138,15 @@ def _parser() -> argparse.ArgumentParser:
     x.add_argument("-o", "--output", help="file to write (default generator.onnx or generator.pt)")
     x.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
                    "(which a run with g_ema exports by default)")
+
+    w = sub.add_parser("demo", help="write a static web page that draws the run's generator in the browser "
+                       "(onnxruntime-web, offline); serve it over http")
+    w.add_argument("run", metavar="RUN_OR_CHECKPOINT")
+    w.add_argument("-o", "--output", default="site", help="folder to write (default site); gankit's files in it "
+                   "are replaced")
+    w.add_argument("--ort-dir", metavar="DIR", help="take onnxruntime-web's files from DIR (ort.wasm.min.js and "
+                   "what it loads) instead of fetching the pinned npm package with npm")
+    w.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights")
     return p
 
 
@@ -237,11 +247,18 @@ def cmd_export(args) -> None:
     print(export(args.run, args.output, fmt=args.format, ema=not args.no_ema))
 
 
+def cmd_demo(args) -> None:
+    from gankit.demo import demo
+
+    print(demo(args.run, args.output, ort_dir=args.ort_dir, ema=not args.no_ema))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         {"recipes": cmd_recipes, "info": cmd_info, "train": cmd_train, "sample": cmd_sample, "eval": cmd_eval,
-         "report": cmd_report, "export": cmd_export}[args.verb](args)
+         "report": cmd_report, "export": cmd_export,
+         "demo": cmd_demo}[args.verb](args)
     except GankitError as e:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2

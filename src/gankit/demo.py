@@ -1,0 +1,132 @@
+"""gankit demo: a run's generator as a static web page that draws samples in the browser, offline.
+
+`demo(run, out)` writes one folder: index.html and demo.js (from gankit/web/), the run's G exported
+by gankit.export (ONNX, images in [-1, 1]) and onnxruntime-web's WASM build, copied in at build time
+so the page fetches nothing from elsewhere. Serve the folder over http (WASM is not loaded from
+file://), e.g. `python -m http.server -d site`. The page draws a grid from fresh noise (the run's
+prior), interpolates between two noise draws and, for a conditional run, draws a chosen class.
+
+onnxruntime-web comes from the npm registry, pinned (version and the tarball's sha512): `npm pack`
+fetches it once into $GANKIT_DATA/npm (default ~/.cache/gankit/npm), of which only the WASM backend's
+files are kept; --ort-dir takes them from a folder instead (e.g. node_modules/onnxruntime-web/dist).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import html
+import json
+import os
+import shutil
+import subprocess
+import tarfile
+import tempfile
+from pathlib import Path
+
+from gankit.assets import cache_root
+from gankit.errors import GankitError
+from gankit.export import export
+from gankit.files import write_text_atomic
+
+ORT_PACKAGE = "onnxruntime-web"
+ORT_VERSION = "1.30.0"
+ORT_SHA512 = "q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7QmRMDs1SigqR4CXAfKYQ=="  # npm's integrity
+# onnxruntime-web's builds that run on WASM: the script and the module and binary it loads
+ORT_BUILDS = {"ort.wasm.min.js": ("ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
+              "ort.min.js": ("ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")}
+WEB = Path(__file__).parent / "web"  # the page's template and script
+NO_NPM = "install node/npm or pass --ort-dir DIR holding ort.wasm.min.js (or ort.min.js) and the .mjs/.wasm files it loads"
+
+
+def demo(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike = "site", ort_dir: str | os.PathLike | None = None,
+         ema: bool = True) -> Path:
+    """Write the demo folder `out` (created if needed; gankit's files in it are replaced, others kept) -> out."""
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise GankitError(f"-o {out}: is a file; give a folder")
+    if not out.parent.is_dir():
+        raise GankitError(f"-o {out}: the folder {out.parent} does not exist")
+    with tempfile.TemporaryDirectory() as tmp:
+        model = export(run_or_checkpoint, Path(tmp) / "generator.onnx", "onnx", ema)
+        info = _contract(model)
+        if info["output"]["kind"] != "images":
+            raise GankitError(f"{run_or_checkpoint}: a run of 2-D points; gankit demo draws images")
+        src, script = ort_files(ort_dir)
+        (out / "ort").mkdir(parents=True, exist_ok=True)
+        for name in (script, *ORT_BUILDS[script]):
+            shutil.copyfile(src / name, out / "ort" / name)
+        shutil.copyfile(WEB / "demo.js", out / "demo.js")
+        shutil.move(model, out / "generator.onnx")
+    write_text_atomic(out / "index.html", page(info, script))
+    return out
+
+
+def page(info: dict, script: str) -> str:
+    """index.html for the exported G's contract `info`, loading onnxruntime-web's `script`."""
+    classes = f", {info['num_classes']} classes" if info["num_classes"] else ""
+    about = (f"The generator of a {info['recipe']} run on {info['dataset']} after {info['step']} steps "
+             f"({info['weights']}; z: {info['noise_dim']} numbers from {info['noise_distribution']}{classes}).")
+    fill = {"__HEADING__": html.escape(f"gankit demo: {info['recipe']} on {info['dataset']}"),
+            "__ABOUT__": html.escape(about), "__ORT_SCRIPT__": script,
+            "__CONTRACT__": json.dumps(info).replace("<", "\\u003c")}  # no "</script>" inside the JSON
+    text = (WEB / "index.html").read_text()
+    for key, value in fill.items():
+        text = text.replace(key, value)
+    return text
+
+
+def ort_files(ort_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
+    """-> (a folder holding an onnxruntime-web WASM build, its script's name): `ort_dir`, else the cache,
+    filled by `npm pack` on first use."""
+    if ort_dir is not None:
+        folder = Path(ort_dir)
+        for script, loads in ORT_BUILDS.items():
+            if all((folder / name).is_file() for name in (script, *loads)):
+                return folder, script
+        raise GankitError(f"--ort-dir {folder}: holds neither " + " nor ".join(
+            f"{s} with {' and '.join(loads)}" for s, loads in ORT_BUILDS.items()))
+    script = "ort.wasm.min.js"
+    folder = cache_root() / "npm" / f"{ORT_PACKAGE}-{ORT_VERSION}"
+    if not all((folder / name).is_file() for name in (script, *ORT_BUILDS[script])):
+        _fetch(folder, (script, *ORT_BUILDS[script]))
+    return folder, script
+
+
+def _fetch(folder: Path, names: tuple[str, ...]) -> None:
+    """npm pack the pinned onnxruntime-web, check its sha512, keep `names` from its dist/ in `folder`."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GankitError(f"npm not found: {NO_NPM}")
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+        spec = f"{ORT_PACKAGE}@{ORT_VERSION}"
+        try:
+            p = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--prefer-offline", "--fetch-retries=1",
+                                "--silent"], capture_output=True, text=True, timeout=600)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            raise GankitError(f"npm pack {spec} failed ({e}): {NO_NPM}") from None
+        tgz = Path(tmp) / f"{ORT_PACKAGE}-{ORT_VERSION}.tgz"
+        if p.returncode != 0 or not tgz.is_file():
+            why = next((line for line in p.stderr.splitlines() if "ERR" in line), f"exit status {p.returncode}")
+            raise GankitError(f"npm pack {spec} failed ({why.strip()}): offline? {NO_NPM}")
+        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+        if digest != ORT_SHA512:
+            raise GankitError(f"npm pack {spec}: the tarball's sha512 is {digest}, not the pinned {ORT_SHA512}")
+        kept = Path(tmp) / "kept"
+        kept.mkdir()
+        with tarfile.open(tgz) as tar:
+            for name in names:
+                (kept / name).write_bytes(tar.extractfile(f"package/dist/{name}").read())
+        try:
+            kept.replace(folder)  # whole or not at all; another process may have just done the same
+        except OSError:
+            if not all((folder / name).is_file() for name in names):
+                raise
+
+
+def _contract(model: Path) -> dict:
+    import onnx  # installed with onnxscript, which export needs
+
+    meta = {p.key: p.value for p in onnx.load(str(model), load_external_data=False).metadata_props}
+    return json.loads(meta["gankit"])
