@@ -34,6 +34,7 @@ RUNS = {  # name -> (recipe, epochs, extra --set values)
     "cdcgan": ("cdcgan", 6, []),
     "acgan-1+real-class": ("acgan", 1, ["acgan_on_fake=false"]),
     "r3gan-mnist": ("r3gan-mnist", 5, []),
+    "r3gan-mnist-2": ("r3gan-mnist", 2, []),  # R1 + R2 at every step cost about twice a plain step on a CPU
     "limit2000": ("cs231n-dcgan", 60, ["limit=2000"]),  # DiffAugment's setting: few images, many passes
     "limit2000+diffaugment": ("cs231n-dcgan", 60, ["limit=2000", "diffaugment=color,translation,cutout"]),
     "cdcgan-fashion": ("cdcgan", 6, ["dataset=fashion-mnist"]),
