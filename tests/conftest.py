@@ -3,6 +3,8 @@ import torch
 
 from gankit import data as datasets
 
+_real_load = datasets.load  # as imported, before any test patches it
+
 
 def fake_images(n: int, c: int, size: int, seed: int = 0) -> datasets.Dataset:
     """A small random uint8 image set, so recipe tests don't pay for loading and resizing MNIST."""
@@ -24,3 +26,31 @@ def tiny_data(monkeypatch):
     real_load = datasets.load
     monkeypatch.setattr("gankit.data.load", load)
     return load
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """(recipe, **config overrides) -> a run folder trained for 2 steps on tiny_data's images (toy: its points),
+    trained on first use and shared by the modules that only read runs (test_export, test_demo)."""
+    from test_recipes import small_config
+    from gankit.train import train
+
+    runs = {}
+
+    def load(spec, split="train", data_dir=None, image_size=None, channels=None, download=True, seed=0):
+        if spec.startswith("toy:"):
+            return _real_load(spec, split, seed=seed)
+        return fake_images(256, channels or 1, image_size or 28)
+
+    def get(name, **over):
+        key = (name, tuple(sorted(over.items())))
+        if key not in runs:
+            folder = tmp_path_factory.mktemp(name)
+            cfg = small_config(name, folder, **{"sample_every": 2, "log_every": 2, "checkpoint_every": 2, **over})
+            with pytest.MonkeyPatch.context() as mp:  # the tiny_data fixture, for a session's runs
+                mp.setattr("gankit.data.load", load)
+                train(cfg, progress=False)
+            runs[key] = folder / name
+        return runs[key]
+
+    return get

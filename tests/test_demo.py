@@ -7,23 +7,26 @@ import http.server
 import json
 import os
 import re
+import select
+import shutil
+import subprocess
+import sys
 import threading
+import time
 import urllib.parse
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import fake_images
-from test_recipes import small_config
-from test_report import CHROMIUM, chromium
+from test_report import CHROMIUM
 
 from gankit.cli import main
-from gankit.data import load as real_load
 from gankit.data import to_signed
 from gankit.demo import demo, ort_files
 from gankit.errors import GankitError
+from gankit.export import export as real_export
 from gankit.sample import load_generator, sample_noise
-from gankit.train import train
 
 needs_chromium = pytest.mark.skipif(CHROMIUM is None and not os.environ.get("CI"),
                                     reason="chromium not installed (apt install chromium)")
@@ -41,21 +44,27 @@ def ort_dir():
 
 
 @pytest.fixture(scope="module")
-def run_of(tmp_path_factory):
-    """recipe -> a run folder trained for 2 steps on tiny fake images, on first use."""
-    runs = {}
+def run_of(tiny_run):
+    """recipe -> a run folder trained for 2 steps on tiny fake images (conftest's tiny_run: trained once a session)."""
+    return lambda name: tiny_run(name, **({"dataset": "toy:ring8", "batch_size": 64} if name == "toy" else {}))
 
-    def get(name):
-        if name not in runs:
-            folder = tmp_path_factory.mktemp(name)
-            with pytest.MonkeyPatch.context() as mp:  # the tiny_data fixture, for a module's runs
-                mp.setattr("gankit.data.load", lambda spec, split="train", *a, channels=None, image_size=None, seed=0,
-                           **k: real_load(spec, split, seed=seed) if spec.startswith("toy:")
-                           else fake_images(256, channels or 1, image_size or 28))
-                train(small_config(name, folder, checkpoint_every=2), progress=False)
-            runs[name] = folder / name
-        return runs[name]
-    return get
+
+@pytest.fixture(scope="module", autouse=True)
+def export_once(tmp_path_factory):
+    """gankit.demo's export of each (run, format, weights) made once a module: a later demo of the same run gets a
+    copy of the file the first export wrote (what export writes is test_export's business), not a second export."""
+    folder, done = tmp_path_factory.mktemp("exports"), {}
+
+    def once(run, out, fmt="onnx", ema=True):
+        key = (str(Path(run).resolve()), fmt, ema)
+        if key not in done:
+            done[key] = real_export(run, folder / f"{len(done)}.{fmt}", fmt, ema)
+        shutil.copyfile(done[key], out)
+        return Path(out)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr("gankit.demo.export", once)
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -89,26 +98,113 @@ def serve(folder):
     return server
 
 
-def load(server, tmp_path, query=""):
-    """The page's DOM once its script is done (virtual time waits for the fetches and the inference)."""
+# runs Chromium with the pipes' ends as its fds 3 and 4 (exec: its pid, its exit status)
+PIPE_FDS = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+            "os.execv(sys.argv[3], sys.argv[3:])")
+
+
+class Browser:
+    """One headless Chromium for the module's page loads (each a fresh tab), driven over --remote-debugging-pipe:
+    Chromium reads the DevTools protocol's commands on fd 3 and answers on fd 4, each message ending in a NUL."""
+
+    def __init__(self, folder):
+        to_r, self.to_w = os.pipe()
+        self.from_r, from_w = os.pipe()
+        self.log = folder / "chromium.log"  # its stderr: every page's console lines, as --enable-logging writes them
+        cmd = [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+               "--disable-background-networking", "--disable-component-update", "--disable-sync",
+               f"--user-data-dir={folder / 'profile'}", "--enable-logging=stderr", "--v=0", "--remote-debugging-pipe",
+               "about:blank"]
+        with open(self.log, "w") as log:
+            self.proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", PIPE_FDS, str(to_r), str(from_w), *cmd],
+                                         pass_fds=(to_r, from_w), stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                         stderr=log)
+        os.close(to_r)
+        os.close(from_w)
+        self.buffer, self.last_id, self.events = b"", 0, []
+
+    def send(self, method, session=None, timeout=60, **params):
+        """-> Chromium's answer to one command; the events that arrive meanwhile are kept in self.events."""
+        self.last_id += 1
+        message = {"id": self.last_id, "method": method, "params": params}
+        if session:
+            message["sessionId"] = session
+        os.write(self.to_w, json.dumps(message).encode() + b"\0")
+        deadline = time.monotonic() + timeout
+        while True:
+            while b"\0" in self.buffer:
+                raw, self.buffer = self.buffer.split(b"\0", 1)
+                answer = json.loads(raw)
+                if answer.get("id") == self.last_id:
+                    return answer
+                self.events.append(answer)
+            ready = select.select([self.from_r], [], [], max(0.0, deadline - time.monotonic()))[0]
+            assert ready, f"{method}: no answer from chromium in {timeout} s"
+            chunk = os.read(self.from_r, 1 << 20)
+            assert chunk, f"chromium quit: {self.log.read_text()[-2000:]}"
+            self.buffer += chunk
+
+    def dom(self, url, timeout=60):
+        """-> (the page's DOM once its script is done: its title ready, done or error; the console lines and the
+        console calls or uncaught exceptions it gave meanwhile)."""
+        start = self.log.stat().st_size
+        target = self.send("Target.createTarget", url="about:blank")["result"]["targetId"]
+        session = self.send("Target.attachToTarget", targetId=target, flatten=True)["result"]["sessionId"]
+        self.send("Runtime.enable", session=session)
+        self.events = []
+        self.send("Page.navigate", session=session, url=url)
+        deadline, dom = time.monotonic() + timeout, None
+        while dom is None and time.monotonic() < deadline:
+            got = self.send("Runtime.evaluate", session=session, returnByValue=True, expression=(
+                "document.URL === %s && ['ready', 'done', 'error'].includes(document.title) "
+                "? document.documentElement.outerHTML : null" % json.dumps(url)))
+            dom = got.get("result", {}).get("result", {}).get("value")
+            if dom is None:
+                time.sleep(0.05)
+        self.send("Target.closeTarget", targetId=target)
+        with open(self.log, errors="replace") as f:
+            f.seek(start)
+            console = [line for line in f.read().splitlines() if ":CONSOLE" in line]
+        console += [json.dumps(e["params"])[:500] for e in self.events if e.get("sessionId") == session
+                    and e["method"] in ("Runtime.consoleAPICalled", "Runtime.exceptionThrown")]
+        assert dom is not None, f"{url}: not done in {timeout} s"
+        return dom, console
+
+    def close(self):
+        self.send("Browser.close", timeout=30)
+        code = self.proc.wait(timeout=60)
+        os.close(self.to_w)
+        os.close(self.from_r)
+        return code
+
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory):
+    """Chromium, started once for the module's page loads."""
+    assert CHROMIUM, "CI must install chromium (scripts/system-packages.sh does)"
+    b = Browser(tmp_path_factory.mktemp("chromium"))
+    yield b
+    if b.proc.poll() is None:
+        assert b.close() == 0, b.log.read_text()[-2000:]
+
+
+def load(browser, server, query=""):
+    """The page's DOM once its script is done."""
     url = f"http://127.0.0.1:{server.server_address[1]}/index.html{query}"
-    p = chromium("--virtual-time-budget=30000", "--dump-dom", url, tmp_path=tmp_path)
-    assert p.returncode == 0, p.stderr[-2000:]
-    dom = p.stdout
+    dom, console = browser.dom(url)
     errors = re.search(r'<pre id="errors">(.*?)</pre>', dom, re.S).group(1)
     assert errors == "", errors
-    assert [line for line in p.stderr.splitlines() if ":CONSOLE" in line] == []
+    assert console == []
     return dom
 
 
 @needs_chromium
 @pytest.mark.parametrize("name, query, rows", [("cs231n-gan", "", 8), ("cgan", "", 10), ("cgan", "?class=3&t=0.5", 10)])
-def test_page_draws_a_grid(name, query, rows, site_of, tmp_path):
-    assert CHROMIUM, "CI must install chromium (scripts/system-packages.sh does)"
+def test_page_draws_a_grid(name, query, rows, site_of, browser):
     run, site, server = site_of(name)
     page = (site / "index.html").read_text()
     assert not re.search(r"(src|href)=[\"']?(https?:|//)", page)  # nothing from elsewhere
-    dom = load(server, tmp_path, query)
+    dom = load(browser, server, query)
     assert "<title>ready</title>" in dom
     canvas = re.search(r'<canvas id="grid" width="(\d+)" height="(\d+)" data-variance="([\d.]+)"', dom)
     assert canvas, dom[-3000:]
@@ -122,7 +218,7 @@ def test_page_draws_a_grid(name, query, rows, site_of, tmp_path):
 
 @needs_chromium
 @pytest.mark.parametrize("name", ["cs231n-gan", "cgan"])
-def test_page_output_equals_the_generator(name, site_of, tmp_path):
+def test_page_output_equals_the_generator(name, site_of, browser):
     run, site, server = site_of(name)
     G, cfg = load_generator(run, device="cpu")
     z = sample_noise(cfg, 3, generator=torch.Generator().manual_seed(1))
@@ -132,7 +228,7 @@ def test_page_output_equals_the_generator(name, site_of, tmp_path):
     query = "?z=" + urllib.parse.quote(json.dumps(z.flatten().tolist()))
     if cfg.conditional:
         query += "&y=" + urllib.parse.quote(json.dumps(y.tolist()))
-    dom = load(server, tmp_path, query)
+    dom = load(browser, server, query)
     assert "<title>done</title>" in dom
     got = np.array(json.loads(re.search(r'<pre id="out" hidden="">(.*?)</pre>', dom, re.S).group(1)), np.float32)
     assert got.shape == (want.size,)
@@ -165,3 +261,19 @@ def test_a_run_of_points_is_refused(run_of, tmp_path):
     with pytest.raises(GankitError, match="a run of 2-D points; gankit demo draws images"):
         demo(run_of("toy"), tmp_path / "site", ort_dir=tmp_path)
     assert not (tmp_path / "site").exists()
+
+
+@needs_chromium
+def test_console_output_would_be_caught(browser, tmp_path):
+    """load's checks can fail: a page's console output and uncaught exceptions are seen (by the same Chromium)."""
+    (tmp_path / "index.html").write_text('<title>x</title><pre id="errors"></pre><script>console.log("hi"); '
+                                         'document.title = "ready"; undefinedFunction();</script>')
+    server = serve(tmp_path)
+    try:
+        with pytest.raises(AssertionError):
+            load(browser, server)
+        _, console = browser.dom(f"http://127.0.0.1:{server.server_address[1]}/index.html")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert any('"hi"' in line for line in console) and any("undefinedFunction" in line for line in console)

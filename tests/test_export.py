@@ -9,42 +9,39 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 import torch
-from conftest import fake_images
-from test_recipes import small_config
 
 import gankit.export
 from gankit.cli import main
-from gankit.data import load as real_load
 from gankit.data import to_signed
 from gankit.errors import GankitError
 from gankit.export import export, load_torchscript
 from gankit.sample import load_generator, sample_noise
-from gankit.train import train
 
 # one run per family of networks: MLP, conv with a moving average of G, conditional MLP, MLP trained on [0, 1)
 FAMILIES = {"mlp": ("cs231n-gan", {}), "conv": ("cs231n-dcgan", {"g_ema": 0.999}), "conditional": ("cgan", {}),
             "unit": ("tlx-mlp", {})}
 BATCH = 5  # export traces a batch of 2
+IMPORTS = ("import sys, gankit.export; print(sorted(m for m in sys.modules if m in ('gankit.train', 'gankit.steps', "
+           "'gankit.semi', 'gankit.build', 'gankit.graphs', 'gankit.monitor')))")
 
 
 @pytest.fixture(scope="module")
-def run_of(tmp_path_factory):
-    """family -> a run folder trained for 2 steps on tiny fake images, trained on first use."""
-    runs = {}
-
+def run_of(tiny_run):
+    """family -> a run folder trained for 2 steps on tiny fake images (conftest's tiny_run: once a session)."""
     def get(family, **over):
-        if family not in runs:
-            name, over = FAMILIES.get(family, (family, over))
-            folder = tmp_path_factory.mktemp(family)
-            cfg = small_config(name, folder, **{"sample_every": 2, "log_every": 2, "checkpoint_every": 2, **over})
-            with pytest.MonkeyPatch.context() as mp:  # the tiny_data fixture, for a module's runs
-                mp.setattr("gankit.data.load", lambda spec, split="train", *a, channels=None, image_size=None, seed=0,
-                           **k: real_load(spec, split, seed=seed) if spec.startswith("toy:")
-                           else fake_images(256, channels or 1, image_size or 28))
-                train(cfg, progress=False)
-            runs[family] = folder / name
-        return runs[family]
+        name, over = FAMILIES.get(family, (family, over))
+        return tiny_run(name, **over)
     return get
+
+
+@pytest.fixture(scope="module", autouse=True)
+def fresh_import():
+    """A fresh interpreter importing gankit.export, started with the module so that it runs beside its tests."""
+    p = subprocess.Popen([sys.executable, "-c", IMPORTS], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    yield p
+    if p.poll() is None:
+        p.kill()
+    p.communicate()
 
 
 def reference(run, ema=True):
@@ -165,8 +162,7 @@ def test_existing_file_is_replaced_whole(run_of, tmp_path, monkeypatch):
     assert load_torchscript(out)[1]["recipe"] == "cs231n-gan"
 
 
-def test_export_imports_no_trainer_code():
-    code = ("import sys, gankit.export; print(sorted(m for m in sys.modules if m in ('gankit.train', 'gankit.steps', "
-            "'gankit.semi', 'gankit.build', 'gankit.graphs', 'gankit.monitor')))")
-    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert p.stdout.strip() == "[]"
+def test_export_imports_no_trainer_code(fresh_import):
+    out, err = fresh_import.communicate(timeout=300)
+    assert fresh_import.returncode == 0, err
+    assert out.strip() == "[]"

@@ -1,6 +1,7 @@
 """docs/tutorial.md, run: every `gankit` line of its ```sh blocks goes through the real CLI (gankit.cli.main)
 in a scratch folder, on tiny_data's fake images (a folder of real PNG files for folder:PATH), with the budget cut
-to 2 steps of 16 images; each must exit 0 and leave the files it promises. Its pictures and links must exist."""
+to 1 step of 16 images (evaluated at that step where the line asks for --eval-every); each must exit 0 and leave
+the files it promises. Its pictures and links must exist."""
 
 import json
 import os
@@ -60,21 +61,21 @@ def without(args: list[str], *flags: str) -> list[str]:
 
 
 def shrink(args: list[str], pictures: Path) -> list[str]:
-    """The tutorial's command with a test budget: 2 steps of 16 images, all of tiny_data's images, 16 px
+    """The tutorial's command with a test budget: 1 step of 16 images, all of tiny_data's images, 16 px
     for a 64 px recipe on MNIST, 100 samples to evaluate, your folder of pictures replaced by `pictures`.
     Every other flag reaches the parser as written, so a wrong one fails the test."""
     verb = args[0]
     if verb == "train":
         args = [f"folder:{pictures}" if a.startswith("folder:") else a for a in args]
         args = without(args, "--epochs", "--steps", "--batch-size")
-        args += ["--steps", "2", "--batch-size", "16", "--no-progress"]
+        args += ["--steps", "1", "--batch-size", "16", "--no-progress"]
         if "--limit" not in args:  # all of tiny_data's 256 images (tlx-mlp's recipe takes 50,000)
             args += ["--set", "limit=0"]
         small = not any(a.startswith(("folder:", "image_size=")) for a in args)
         if small and RECIPES[args[1]].config().image_size == 64:  # MNIST at 16 px: the 64 px code path, faster
             args += ["--set", "image_size=16"]
         if "--eval-every" in args:
-            args = without(args, "--eval-every") + ["--eval-every", "2", "--set", "eval_samples=100"]
+            args = without(args, "--eval-every") + ["--eval-every", "1", "--set", "eval_samples=100"]
     if verb == "eval":
         args = without(args, "--num-samples") + ["--num-samples", "100"]
     return args
@@ -106,11 +107,10 @@ def check_outputs(args: list[str]) -> None:
         assert (Path(option(args, "-o", "--output", default="site")) / "index.html").is_file(), args
 
 
-@pytest.fixture
-def pictures(tmp_path):
-    """A folder of 32 small RGB PNGs: someone's pictures, for `--dataset folder:PATH`."""
-    folder = tmp_path / "pictures"
-    folder.mkdir()
+@pytest.fixture(scope="module")
+def pictures(tmp_path_factory):
+    """A folder of 32 small RGB PNGs: someone's pictures, for `--dataset folder:PATH` (read, never written)."""
+    folder = tmp_path_factory.mktemp("pictures")
     g = torch.Generator().manual_seed(0)
     for i in range(32):
         pixels = torch.randint(0, 256, (20, 24, 3), generator=g, dtype=torch.uint8).numpy()
@@ -123,12 +123,18 @@ def test_every_lesson_has_commands():
     assert len(lessons) == 5 and any(h.startswith("Beyond") for h in SECTIONS), list(SECTIONS)
 
 
+@pytest.fixture(scope="module")
+def stats(tmp_path_factory):
+    """The cache of the fake images' statistics for the module's sections, as ~/.cache/gankit is for a reader's."""
+    return tmp_path_factory.mktemp("stats")
+
+
 @pytest.mark.parametrize("heading", list(SECTIONS), ids=lambda h: h.split(":")[0].lower().replace(" ", "-"))
-def test_section_commands_run(heading, tmp_path, pictures, tiny_data, monkeypatch, capsys):
-    # real files for folder:PATH; the fake images' statistics cached in the scratch folder, not ~/.cache/gankit
+def test_section_commands_run(heading, tmp_path, pictures, stats, tiny_data, monkeypatch, capsys):
+    # real files for folder:PATH; the fake images' statistics cached in a scratch folder, not ~/.cache/gankit
     monkeypatch.setattr("gankit.data.load", lambda spec, *a, **k:
                         real_load(spec, *a, **k) if spec.startswith("folder:") else tiny_data(spec, *a, **k))
-    monkeypatch.setattr("gankit.evaluate.default_cache_dir", lambda: tmp_path / "stats")
+    monkeypatch.setattr("gankit.evaluate.default_cache_dir", lambda: stats)
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
