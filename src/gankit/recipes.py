@@ -234,7 +234,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         "<e_y, h(x)> on its last hidden layer h (1024-d) to its logit. cs231n's non-saturating loss, Adam 1e-3 "
         "betas (0.5, 0.999), batch 128, z ~ U[-1,1)^96, a moving average of G (0.999), 6 epochs, 28x28 grayscale "
         "(MNIST or Fashion-MNIST). The budget is where class_acc and FID were best in a 20-epoch run at this "
-        "learning rate; past it both oscillate (docs/techniques.md).",
+        "learning rate; past it both oscillate (docs/results-gpu.md; measured: docs/techniques.md).",
         _cs231n_dc, dict(loss="nonsaturating", epochs=6, conditional="projection", g_ema=0.999,
                          eval_metrics=["fid", "is", "modes", "class_acc"], **_CS231N)),
     Recipe(
