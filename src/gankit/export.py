@@ -31,6 +31,7 @@ from gankit.errors import GankitError
 from gankit.files import write_atomic
 from gankit.recipes import networks
 from gankit.run import first_line, load_checkpoint, load_into
+from gankit.sample import generator_weights
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format -> the usual file suffix
 OPSET = 18
@@ -115,7 +116,7 @@ def _exportable(run_or_checkpoint, ema: bool) -> tuple[nn.Module, tuple, dict]:
     if cfg.baseline:
         raise GankitError(f"{run_or_checkpoint}: a supervised baseline run (baseline=true) trains no generator; "
                           f"nothing to export")
-    weights = "G_ema" if ema and "G_ema" in state else "G"
+    weights = generator_weights(state, ema)
     G, _ = networks(cfg)
     load_into(G, state, weights, run_or_checkpoint)
     G = G.float().eval().requires_grad_(False)

@@ -46,6 +46,12 @@ def grid_inputs(cfg, n: int, device: torch.device | str = "cpu", generator: torc
     return sample_noise(cfg, n, device, generator), y.to(device)
 
 
+def generator_weights(state: dict, ema: bool = True) -> str:
+    """The checkpoint key of the G that sampling, evaluation and export use: its moving average
+    (G_ema) where the run kept one, unless ema=False."""
+    return "G_ema" if ema and "G_ema" in state else "G"
+
+
 def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
     """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. G is the moving
     average of G's weights where the run kept one (g_ema) unless ema=False; D carries the weights
@@ -54,7 +60,7 @@ def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", em
     state = load_checkpoint(run_or_checkpoint, map_location=dev)
     cfg = state["config"]
     G, D = networks(cfg)
-    load_into(G, state, "G_ema" if ema and "G_ema" in state else "G", run_or_checkpoint)
+    load_into(G, state, generator_weights(state, ema), run_or_checkpoint)
     load_into(D, state, "D_ema" if "D_ema" in state else "D", run_or_checkpoint)
     return G.to(dev).eval(), D.to(dev).eval(), cfg
 
