@@ -89,6 +89,7 @@ def update_doc() -> None:
     files = sorted(OUT.glob("ssl-*.json"), key=lambda f: f.stem.replace("-e", "~e"))  # a run before its resumption
     if not files:
         raise SystemExit("no benchmarks/out/ssl-*.json yet: run the benchmark first")
+    files.sort(key=lambda f: json.loads(f.read_text())["date"])  # stable: the order above within a day
     old = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
     write_doc(RESULTS, render_doc([json.loads(f.read_text()) for f in files], old))
     print(f"wrote {RESULTS}")
@@ -96,45 +97,70 @@ def update_doc() -> None:
 
 def render_doc(results: list[dict], old: str) -> str:
     """The `old` docs/results.md with its semi-supervised section (added where missing) rendered
-    from `results`, the contents of the ssl-*.json files in order."""
+    from `results`, the contents of the ssl-*.json files in order. A block already in the section
+    whose command no results file repeats is kept as it stands (results files are scratch, and a
+    clean checkout has none), so a new measurement adds to the record instead of erasing it."""
+    new = [render_block(res) for res in results]
+    kept = [b for cmd, b in old_blocks(old).items() if cmd not in {block_command(n) for n in new}]
     lines = [BEGIN, "## Semi-supervised classification (MNIST test split, 10,000 images)", "",
              f"Published reference for improved-gan: {REFERENCE}. Test errors are counted after the last epoch "
              "(no choice by test error); mean ± standard deviation over data seeds (each seed picks another "
              "labelled subset and initialisation). Baseline: the same classifier trained on the same labelled "
              "images alone (`--baseline`)."]
-    for res in results:
-        resumed = " (the runs above, continued)" if "--resume-epochs" in res["command"] else ""
-        resumed += f", with {', '.join(res['settings'])}" if res.get("settings") else ""
-        lines += ["", f"### On {res['device']}: {res['machine']}{resumed}", "",
-                  f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
-                                                          if res["jobs"] > 1 else "") + ".", "",
-                  "| recipe | labels | epochs | precision | seeds | GAN: test errors | baseline: test errors "
-                  "| wall time per run (GAN / baseline) |", "|---|---|---|---|---|---|---|---|"]
-        groups: dict[tuple, dict] = {}
-        for r in res["runs"]:
-            g = groups.setdefault((r["recipe"], r["epochs"]), {"gan": [], "base": [], "labelled": r["labelled"],
-                                                               "precision": r.get("precision", "bf16")})
-            g["base" if r["baseline"] else "gan"].append(r)
-        for (recipe, epochs), g in groups.items():
-            gan, base = g["gan"], g["base"]
-            errs = lambda rs: mean_std([r["test_errors"] for r in rs]) if rs else "–"  # noqa: E731
-            secs = lambda rs: f"{statistics.mean(r['wall_s'] for r in rs):.0f} s" if rs else "–"  # noqa: E731
-            lines.append(f"| `{recipe}` | {g['labelled']:,} | {epochs:g} | {g['precision']} | "
-                         f"{', '.join(str(r['seed']) for r in gan)} | "
-                         f"**{errs(gan)}** ({', '.join(str(r['test_errors']) for r in gan)}) | {errs(base)} | "
-                         f"{secs(gan)} / {secs(base)} |")
-        for (recipe, epochs), g in groups.items():
-            if g["gan"] and len(g["gan"][0]["curve"]) > 2:
-                steps = [s for s, _ in g["gan"][0]["curve"]]
-                per_epoch = steps[0]
-                means = [statistics.mean(r["curve"][i][1] for r in g["gan"]) for i in range(len(steps))]
-                marks = sorted({0, 1, 2, 4, 9, 19, 29, 49, 99, 149, 199, 299, len(steps) - 1} & set(range(len(steps))))
-                lines += ["", f"`{recipe}` test errors during training (mean over seeds), by epoch: " +
-                          ", ".join(f"{steps[i] // per_epoch}: {means[i]:.0f}" for i in marks) + "."]
+    for block in kept + new:
+        lines += ["", block]
     lines += [*notes("ssl-notes.md"), "", END]
     if BEGIN in old:
         return old[:old.index(BEGIN)] + "\n".join(lines) + old[old.index(END) + len(END):]
     return old.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+
+
+def block_command(block: str) -> str:
+    """A result block's command (the quoted start of the line after its heading)."""
+    line = next((line for line in block.splitlines()[1:] if line.startswith("`")), block)
+    return line.split("`")[1] if line.count("`") >= 2 else line
+
+
+def old_blocks(old: str) -> dict[str, str]:
+    """The result blocks ("### On ...", up to the next heading) of the section in `old`, by command."""
+    if BEGIN not in old:
+        return {}
+    section = old[old.index(BEGIN):old.index(END)]
+    blocks = ["### " + part.strip() for part in section.split("\n### ")[1:] if part.startswith("On ")]
+    return {block_command(b): b for b in blocks}
+
+
+def render_block(res: dict) -> str:
+    """One results file as a block: heading, command, table, and the mean test errors by epoch."""
+    resumed = " (the runs above, continued)" if "--resume-epochs" in res["command"] else ""
+    resumed += f", with {', '.join(res['settings'])}" if res.get("settings") else ""
+    lines = [f"### On {res['device']}: {res['machine']}{resumed}", "",
+             f"`{res['command']}`, {res['date']}" + (f", {res['jobs']} runs at a time on the one device"
+                                                     if res["jobs"] > 1 else "") + ".", "",
+             "| recipe | labels | epochs | precision | seeds | GAN: test errors | baseline: test errors "
+             "| wall time per run (GAN / baseline) |", "|---|---|---|---|---|---|---|---|"]
+    groups: dict[tuple, dict] = {}
+    for r in res["runs"]:
+        g = groups.setdefault((r["recipe"], r["epochs"]), {"gan": [], "base": [], "labelled": r["labelled"],
+                                                           "precision": r.get("precision", "bf16")})
+        g["base" if r["baseline"] else "gan"].append(r)
+    for (recipe, epochs), g in groups.items():
+        gan, base = g["gan"], g["base"]
+        errs = lambda rs: mean_std([r["test_errors"] for r in rs]) if rs else "–"  # noqa: E731
+        secs = lambda rs: f"{statistics.mean(r['wall_s'] for r in rs):.0f} s" if rs else "–"  # noqa: E731
+        lines.append(f"| `{recipe}` | {g['labelled']:,} | {epochs:g} | {g['precision']} | "
+                     f"{', '.join(str(r['seed']) for r in gan)} | "
+                     f"**{errs(gan)}** ({', '.join(str(r['test_errors']) for r in gan)}) | {errs(base)} | "
+                     f"{secs(gan)} / {secs(base)} |")
+    for (recipe, epochs), g in groups.items():
+        if g["gan"] and len(g["gan"][0]["curve"]) > 2:
+            steps = [s for s, _ in g["gan"][0]["curve"]]
+            per_epoch = steps[0]
+            means = [statistics.mean(r["curve"][i][1] for r in g["gan"]) for i in range(len(steps))]
+            marks = sorted({0, 1, 2, 4, 9, 19, 29, 49, 99, 149, 199, 299, len(steps) - 1} & set(range(len(steps))))
+            lines += ["", f"`{recipe}` test errors during training (mean over seeds), by epoch: " +
+                      ", ".join(f"{steps[i] // per_epoch}: {means[i]:.0f}" for i in marks) + "."]
+    return "\n".join(lines)
 
 
 def main() -> None:

@@ -135,3 +135,11 @@ def test_outputs_that_cannot_be_written_are_one_line_and_leave_nothing(tmp_path,
     assert main(["report", str(run)]) == 2
     assert "metrics.json: not valid JSON" in capsys.readouterr().err
     assert not (run / "report.html").exists()
+
+
+@pytest.mark.parametrize("text", ["0.5,0.999", "[0.5, 0.999]", " [0.5,0.999] "])
+def test_set_takes_a_list_with_or_without_brackets(text):
+    from gankit.config import parse_value
+
+    assert parse_value("betas_d", text) == [0.5, 0.999]
+    assert parse_value("eval_metrics", "[fid, is]") == ["fid", "is"]

@@ -211,8 +211,17 @@ def test_folder_rgb(image_folder):
     stripes = d.x[0]  # sorted order; the center crop keeps the green third only
     assert (stripes[1] >= 240).all() and (stripes[0] <= 15).all() and (stripes[2] <= 15).all()
     assert (d.x[1].int() - 77).abs().max() <= 2  # gray JPEG, upscaled 40x80 -> 30x30
-    assert d.x[2, :, 15, 15].tolist() == [10, 20, 30]  # alpha dropped
+    a = 128 / 255  # half-transparent (10, 20, 30) laid on white, as a viewer shows it
+    assert all(abs(v - (c * a + 255 * (1 - a))) <= 1 for v, c in zip(d.x[2, :, 15, 15].tolist(), (10, 20, 30)))
     assert (d.x[3, 2] >= 250).all()  # 20x20 upscaled
+
+
+def test_folder_transparent_pixels_are_white(tmp_path):
+    im = np.zeros((32, 32, 4), np.uint8)  # black and fully transparent, but for an opaque red square
+    im[8:24, 8:24] = (255, 0, 0, 255)
+    Image.fromarray(im, "RGBA").save(tmp_path / "icon.png")
+    x = data.load(f"folder:{tmp_path}", image_size=32).x[0]
+    assert x[:, 0, 0].tolist() == [255, 255, 255] and x[:, 16, 16].tolist() == [255, 0, 0]
 
 
 def test_folder_gray_and_default_size(image_folder):

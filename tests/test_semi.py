@@ -9,7 +9,7 @@ import torch
 from gankit import cli
 from gankit.errors import GankitError
 from gankit.evaluate import evaluate_run
-from gankit.losses import feature_matching, real_logit, ssl_generator, ssl_supervised, ssl_unsupervised
+from gankit.losses import feature_matching, real_logit, ssl_entropy, ssl_generator, ssl_supervised, ssl_unsupervised
 from gankit.metrics.accuracy import classifier_accuracy
 from gankit.nets.ssl import ImprovedGANDiscriminator, ImprovedGANGenerator, SSGANDiscriminator, SSGANGenerator, \
     WeightNormLinear
@@ -41,6 +41,10 @@ def test_ssl_losses_by_hand():
     assert ssl_supervised(l_real, torch.tensor([1])).item() == pytest.approx(-math.log(3 / 4))
     assert ssl_supervised(torch.tensor([[0.0, math.log(3), 99.0]]), torch.tensor([1])).item() == \
         pytest.approx(-math.log(3 / 4))
+    # entropy over the K real classes: uniform over 2 -> ln 2; the fake logit plays no part
+    assert ssl_entropy(torch.tensor([[1.0, 1.0, 50.0]])).item() == pytest.approx(math.log(2))
+    assert ssl_entropy(torch.tensor([[0.0, math.log(3), 0.0]])).item() == \
+        pytest.approx(-(0.25 * math.log(0.25) + 0.75 * math.log(0.75)))
     h_real = torch.tensor([[1.0, 2.0], [3.0, 4.0]])  # means (2, 3)
     h_fake = torch.tensor([[0.0, 0.0], [2.0, 0.0]])  # means (1, 0)
     assert feature_matching(h_real, h_fake).item() == pytest.approx((1 + 9) / 2)
@@ -121,16 +125,21 @@ def _cfg(tmp_path, name="improved-gan", **over):
     return RECIPES[name].config(**{**settings, **over})
 
 
-def test_semi_supervised_run_logs_test_accuracy_and_resumes_exactly(tmp_path, tiny_data):
-    full = train(_cfg(tmp_path, out=str(tmp_path / "full")), progress=False)
+@pytest.mark.parametrize("extra", [{}, {"lr_decay": 0.5, "ent_weight": 0.3}])
+def test_semi_supervised_run_logs_test_accuracy_and_resumes_exactly(tmp_path, tiny_data, extra):
+    full = train(_cfg(tmp_path, out=str(tmp_path / "full"), **extra), progress=False)
     rows = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4]
     assert all(r["test_errors"] + round(r["test_acc"] * 256) == 256 for r in rows)  # the whole (tiny) test split
     stats = json.loads((tmp_path / "full" / "stats.jsonl").read_text().splitlines()[-1])
     assert {"d_loss", "d_sup", "d_unsup", "train_acc", "g_loss", "g_fm", "d_x", "d_g_z"} <= set(stats)
     assert full["labelled"] == 30
+    assert ("d_ent" in stats) == bool(extra)
+    if extra:  # the last step (3 of 4) ran at lr · (1 - 3/4) / 0.5
+        lr = load_checkpoint(tmp_path / "full")["opt_d"]["param_groups"][0]["lr"]
+        assert float(lr) == pytest.approx(_cfg(tmp_path).lr_d * 0.5)
 
-    train(_cfg(tmp_path, out=str(tmp_path / "half"), steps=2), progress=False)
+    train(_cfg(tmp_path, out=str(tmp_path / "half"), steps=2, **extra), progress=False)
     resume(tmp_path / "half", steps=4, progress=False)
     a, b = load_checkpoint(tmp_path / "full"), load_checkpoint(tmp_path / "half")
     for part in ("G", "D", "D_ema"):
@@ -229,3 +238,19 @@ def test_adam_eps_reaches_the_optimisers_and_is_checked():
     assert make_optimizer(cfg, torch.nn.Linear(2, 2), 1e-3, [0.5, 0.999]).param_groups[0]["eps"] == 1e-4
     with pytest.raises(GankitError, match="adam_eps=0.0"):
         validate(RECIPES["improved-gan"].config(adam_eps=0.0))
+
+
+def test_lr_decay_falls_linearly_to_zero_over_the_last_fraction():
+    from gankit.build import lr_scale, make_optimizer, set_lr
+    from gankit.config import validate
+
+    assert [lr_scale(t, 12, 1 / 3) for t in (0, 8, 10, 12)] == pytest.approx([1, 1, 0.5, 0])
+    assert all(lr_scale(t, 12, 0.0) == 1 for t in range(13))
+    opt = make_optimizer(RECIPES["improved-gan"].config(lr_decay=0.25), torch.nn.Linear(2, 2), 1e-3, [0.5, 0.999])
+    lr = opt.param_groups[0]["lr"]
+    set_lr(opt, 2e-4)  # in place: a step captured in a CUDA graph reads the same tensor
+    assert opt.param_groups[0]["lr"] is lr and lr.item() == pytest.approx(2e-4)
+    with pytest.raises(GankitError, match="lr_decay=1.5"):
+        validate(RECIPES["improved-gan"].config(lr_decay=1.5))
+    with pytest.raises(GankitError, match="ent_weight=-1"):
+        validate(RECIPES["improved-gan"].config(ent_weight=-1.0))

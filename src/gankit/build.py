@@ -12,13 +12,34 @@ from gankit.errors import GankitError
 from gankit.recipes import networks
 
 
-def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float],
+def make_optimizer(cfg: Config, net: torch.nn.Module, lr, betas: list[float],
                    capturable: bool = False) -> torch.optim.Optimizer:
-    """capturable: keep step counts on the device, so the step can be captured in a CUDA graph."""
+    """capturable: keep step counts on the device, so the step can be captured in a CUDA graph.
+    With lr_decay the learning rate is a tensor on the device, which train.set_lr changes in place
+    (a captured step reads it from there)."""
+    if cfg.lr_decay:
+        lr = torch.tensor(lr, device=next(net.parameters()).device)
     if cfg.optimizer == "rmsprop":
         return torch.optim.RMSprop(net.parameters(), lr=lr, foreach=True, capturable=capturable)
     return torch.optim.Adam(net.parameters(), lr=lr, betas=tuple(betas), eps=cfg.adam_eps, fused=True,
                             capturable=capturable)
+
+
+def lr_scale(step: int, num_steps: int, decay: float) -> float:
+    """The factor on both learning rates at `step` of `num_steps`: 1, then falling linearly to 0
+    over the last `decay` fraction of the steps (the schedule of Bad GAN's and Improved GAN's
+    CIFAR code: lr · min(1, (1 - t/T) / decay)); 1 throughout when decay is 0."""
+    return 1.0 if not decay else min(1.0, (1 - step / num_steps) / decay)
+
+
+def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's learning rate in place (a tensor learning rate keeps its storage, which a
+    step captured in a CUDA graph reads)."""
+    for group in opt.param_groups:
+        if torch.is_tensor(group["lr"]):
+            group["lr"].fill_(lr)
+        else:
+            group["lr"] = lr
 
 
 class CompileOrEager:

@@ -54,6 +54,7 @@ class Config:
     data_seed: int = 0  # chooses the labelled subset and the images of `limit`, independently of `seed`
     baseline: bool = False  # supervised-only: D's classifier on the labelled subset alone (no G, no unlabelled data)
     unsup_weight: float = 1.0  # weight of D's unsupervised real/fake term
+    ent_weight: float = 0.0  # weight of the entropy of D's class prediction on unlabelled images (minimised)
     fm_weight: float = 1.0  # weight of feature matching in G's loss
     g_gan_weight: float = 0.0  # weight of the non-saturating term -log P(real | G(z)) in G's loss
     init_batch: int = 0  # images for the data-dependent initialisation of a weight-normalised D; 0: none
@@ -66,6 +67,7 @@ class Config:
     betas_g: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of G
     betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of D
     adam_eps: float = 1e-8  # Adam's ε (added to the root of the second moment, as in torch.optim.Adam)
+    lr_decay: float = 0.0  # both learning rates fall linearly to 0 over this last fraction of the steps; 0: constant
     batch_size: int = 128  # real images per D step
 
     # noise
@@ -141,12 +143,13 @@ def parse_value(key: str, text: str) -> Any:
             return int(text)
         if kind.startswith("float"):
             return float(text)
-        if kind.startswith("list[int]"):
-            return [int(v) for v in text.split(",")]
-        if kind.startswith("list[float]"):
-            return [float(v) for v in text.split(",")]
-        if kind.startswith("list[str]"):
-            return [v.strip() for v in text.split(",") if v.strip()]
+        if kind.startswith("list["):  # a,b,c or [a, b, c]
+            items = [v.strip() for v in text.strip().removeprefix("[").removesuffix("]").split(",")]
+            if kind.startswith("list[int]"):
+                return [int(v) for v in items]
+            if kind.startswith("list[float]"):
+                return [float(v) for v in items]
+            return [v for v in items if v]
         return text
     except ValueError:
         raise GankitError(f"--set {key}={text}: expected {kind}") from None
@@ -213,6 +216,8 @@ def validate(cfg: Config) -> None:
          f"not {cfg.dataset}")
     for name in ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch"):
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
+    need(0 <= cfg.lr_decay <= 1, f"lr_decay={cfg.lr_decay}: expected a fraction of the steps in [0, 1] (0: constant)")
+    need(cfg.ent_weight >= 0, f"ent_weight={cfg.ent_weight}: must be >= 0 (0 disables it)")
     need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
     known = tuple(METRICS)
     bad = [m for m in cfg.eval_metrics if m not in known]

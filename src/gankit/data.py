@@ -279,10 +279,15 @@ def _load_folder(spec: str, size: int, channels: int) -> Dataset:
 
 
 def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
-    """One image file -> uint8 (size, size[, 3]): shorter side scaled to `size`, center crop."""
+    """One image file -> uint8 (size, size[, 3]): shorter side scaled to `size`, center crop; a
+    transparent image (RGBA, LA, a palette with transparency) laid on white first, so what shows is
+    what a viewer shows, not the colour hidden under transparent pixels."""
     try:
         with Image.open(file) as im:
-            im = ImageOps.exif_transpose(im).convert(mode)  # convert decodes, so damage shows here
+            im = ImageOps.exif_transpose(im)
+            if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
+                im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
+            im = im.convert(mode)  # convert decodes, so damage shows here
     except Exception as e:  # PIL reports damaged files as OSError, SyntaxError, ValueError, struct.error, ...
         raise DataError(f"cannot read image {file}: {e}") from None
     return np.array(ImageOps.fit(im, (size, size), Image.Resampling.LANCZOS))

@@ -136,6 +136,13 @@ def ssl_unsupervised(logits_real: Tensor, logits_fake: Tensor) -> Tensor:
     return F.softplus(-real_logit(logits_real)).mean() + F.softplus(real_logit(logits_fake)).mean()
 
 
+def ssl_entropy(logits: Tensor) -> Tensor:
+    """Mean entropy of p(y | x, real) over the K real classes, -Σ_k p_k log p_k: minimised on
+    unlabelled images, it pushes D's class boundaries away from the data (Grandvalet & Bengio 2005)."""
+    logp = F.log_softmax(logits[:, :-1], dim=1)
+    return -(logp.exp() * logp).sum(1).mean()
+
+
 def ssl_generator(logits_fake: Tensor) -> Tensor:
     """The non-saturating G term for a K+1 discriminator: -log P(real | G(z))."""
     return F.softplus(-real_logit(logits_fake)).mean()

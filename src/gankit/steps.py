@@ -21,7 +21,7 @@ from gankit import distributed, graphs
 from gankit.data import to_float
 from gankit.hardware import autocast
 from gankit.losses import G_READS_REAL, LOGS, LOSSES, auxiliary_classes, clip_weights, feature_matching, gradient_norm, gradient_penalty, \
-    real_logit, ssl_generator, ssl_supervised, ssl_unsupervised
+    real_logit, ssl_entropy, ssl_generator, ssl_supervised, ssl_unsupervised
 from gankit.sample import sample_noise
 
 if TYPE_CHECKING:
@@ -153,7 +153,8 @@ def ssl_step(s: State, i: int) -> dict:
 
 def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
     """(1) Update D: -log p(y | x, real) on labelled images + unsup_weight · (-log P(real | x) on
-    unlabelled images - log P(fake | G(z)) on generated ones); then its moving average, if kept."""
+    unlabelled images - log P(fake | G(z)) on generated ones) [+ ent_weight · the entropy of
+    p(y | x, real) on the unlabelled images]; then its moving average, if kept."""
     cfg, D = s.cfg, s.D_run
     with s.amp:
         if cfg.baseline:
@@ -171,7 +172,11 @@ def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
                 l_fake = D(x_fake).float()
             d_sup, d_unsup = ssl_supervised(l_lab, y_lab), ssl_unsupervised(l_unl, l_fake)
             d_loss = d_sup + cfg.unsup_weight * d_unsup
-            extra = {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
+            extra = {}
+            if cfg.ent_weight:
+                extra["d_ent"] = ssl_entropy(l_unl)
+                d_loss = d_loss + cfg.ent_weight * extra["d_ent"]
+            extra |= {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
                      "d_g_z": torch.sigmoid(real_logit(l_fake)).mean()}
     s.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()

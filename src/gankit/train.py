@@ -30,7 +30,7 @@ import torch
 from gankit import data as datasets
 from gankit import distributed, graphs
 from gankit.augment import diff_augment
-from gankit.build import build, compile_or_eager, mixes_samples
+from gankit.build import build, compile_or_eager, lr_scale, mixes_samples, set_lr
 from gankit.config import Config, is_semi_supervised, validate, with_data
 from gankit.errors import GankitError
 from gankit.files import write_text_atomic
@@ -87,6 +87,10 @@ def loop(s: State) -> dict[str, Any]:
     step_fn = make_step(s)
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.requested:
+            if cfg.lr_decay:
+                f = lr_scale(s.step, s.num_steps, cfg.lr_decay)
+                set_lr(s.opt_g, cfg.lr_g * f)
+                set_lr(s.opt_d, cfg.lr_d * f)
             log.add(step_fn(s.step))
             if s.G_ema is not None:
                 update_ema(s.G_ema, s.G, ema_decay(cfg.g_ema, s.step))

@@ -1,0 +1,129 @@
+"""The 64 px recipes on a folder of real RGB images: the use the DCGAN tutorials teach (a folder of
+faces there), end to end through `--dataset folder:PATH`.
+
+    python benchmarks/folder64.py prepare                    # the image folder (npm, checked), once
+    python benchmarks/folder64.py train dcgan64 --epochs 20  # train on it; grid -> docs/grids/folder64/
+    python benchmarks/folder64.py --write-doc                # docs/results.md from the runs recorded
+
+The images: the 3,786 emoji of Google's Noto Emoji at 64 x 64 px (RGBA PNG) as the npm package
+emoji-datasource-google 16.0.0 ships them (img/google/64/). The package is MIT; the Noto Emoji
+images are under the Apache License 2.0 (the package's README says so). `prepare` fetches it with
+`npm pack` from the npm registry, checks the tarball's sha512 against the pin below and writes the
+PNG files, as they are, to benchmarks/out/emoji64/ (git-ignored). gankit's folder loader lays
+transparent pixels on white. No other download happens.
+
+`train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E`,
+and records its wall time, images/s and final grid in benchmarks/out/folder64.json. There is no
+FID here: gankit's evaluator knows MNIST and Fashion-MNIST only, and an Inception FID over these
+few thousand icons would say little; judge by the grids.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import hashlib
+import json
+import shutil
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+
+from common import DOCS, OUT, machine, write_doc
+
+PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
+SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
+MEMBERS = "package/img/google/64/"
+FOLDER = OUT / "emoji64"
+RESULTS = OUT / "folder64.json"
+DOC = DOCS / "results.md"
+BEGIN, END = "<!-- folder64: written by benchmarks/folder64.py -->", "<!-- end folder64 -->"
+
+
+def prepare() -> None:
+    npm = shutil.which("npm") or sys.exit("npm not found: install node/npm (Debian: apt-get install npm)")
+    with tempfile.TemporaryDirectory() as tmp:
+        subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"], check=True)
+        tgz = next(Path(tmp).glob("*.tgz"))
+        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
+        if digest != SHA512:
+            sys.exit(f"{tgz.name}: sha512 {digest}, not the pinned {SHA512}")
+        new = FOLDER.with_name(FOLDER.name + ".tmp")
+        shutil.rmtree(new, ignore_errors=True)
+        new.mkdir(parents=True)
+        with tarfile.open(tgz) as tar:
+            for m in tar.getmembers():
+                if m.isfile() and m.name.startswith(MEMBERS) and m.name.endswith(".png"):
+                    (new / m.name.removeprefix(MEMBERS)).write_bytes(tar.extractfile(m).read())
+    shutil.rmtree(FOLDER, ignore_errors=True)
+    new.rename(FOLDER)
+    print(f"wrote {len(list(FOLDER.glob('*.png')))} images to {FOLDER}")
+
+
+def train(recipe: str, epochs: float, sets: list[str]) -> None:
+    if not FOLDER.is_dir():
+        sys.exit(f"{FOLDER}: not there yet; run `python benchmarks/folder64.py prepare` first")
+    out = OUT / "folder64" / recipe
+    cmd = [sys.executable, "-m", "gankit", "train", recipe, "--dataset", f"folder:{FOLDER.relative_to(OUT.parent.parent)}",
+           "--epochs", f"{epochs:g}", "--out", str(out), "--overwrite", "--no-progress",
+           *(a for s in sets for a in ("--set", s))]
+    print("$ gankit", " ".join(cmd[3:]), flush=True)
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode:
+        sys.exit(f"{recipe} failed:\n{p.stderr[-2000:]}")
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    grids = sorted((out / "samples").glob("step-*.png"))
+    (DOCS / "grids" / "folder64").mkdir(parents=True, exist_ok=True)
+    shutil.copy(grids[-1], DOCS / "grids" / "folder64" / f"{recipe}.png")
+    row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
+           "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
+           "command": "gankit " + " ".join(cmd[3:-4] if not sets else cmd[3:])}
+    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != recipe]
+    RESULTS.write_text(json.dumps(rows + [row], indent=2))
+    print(json.dumps(row))
+
+
+def write_doc_section() -> None:
+    rows = json.loads(RESULTS.read_text())
+    lines = [BEGIN, "## A folder of RGB images at 64 px", "",
+             f"Written by `python benchmarks/folder64.py` (see its docstring). The folder: the 3,786 Noto Emoji "
+             f"images (64 x 64, RGBA, laid on white) of the npm package `{PACKAGE}@{VERSION}` (MIT; images under "
+             "the Apache License 2.0), fetched by `npm pack` and checked by sha512. The recipes train on it as on "
+             "any folder of photos, `--dataset folder:PATH`. No FID: the evaluator knows only MNIST and "
+             "Fashion-MNIST.", "",
+             "| recipe | epochs | steps | wall | images/s | machine | grid |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "–"
+        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | "
+                     f"{r['machine']} | ![{r['recipe']}](grids/folder64/{r['recipe']}.png) |")
+    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows] + ["", END]
+    old = DOC.read_text()
+    body = "\n".join(lines)
+    new = old[:old.index(BEGIN)] + body + old[old.index(END) + len(END):] if BEGIN in old else \
+        old.rstrip() + "\n\n" + body + "\n"
+    write_doc(DOC, new)
+    print(f"wrote {DOC}")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("what", nargs="?", choices=["prepare", "train"])
+    ap.add_argument("recipe", nargs="?", default="dcgan64")
+    ap.add_argument("--epochs", type=float, default=20)
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--write-doc", action="store_true")
+    args = ap.parse_args()
+    if args.what == "prepare":
+        prepare()
+    elif args.what == "train":
+        train(args.recipe, args.epochs, args.set)
+    if args.write_doc:
+        write_doc_section()
+
+
+if __name__ == "__main__":
+    main()
