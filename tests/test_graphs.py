@@ -40,8 +40,9 @@ def test_restore_puts_everything_back_in_place():
     assert torch.equal(torch.rand(3), rng)
 
 
-# the techniques beside the seed recipes, in one step: conditioning, R1/R2, DiffAugment, spectral norm, EMA of G
-TECHNIQUES = {"cgan": dict(g_ema=0.9), "acgan": dict(diffaugment="color,translation,cutout"),
+# the techniques beside the seed recipes, in one step: conditioning, R1/R2, DiffAugment, spectral norm, EMA of G,
+# a decaying learning rate (a tensor the loop sets in place between captured steps)
+TECHNIQUES = {"cgan": dict(g_ema=0.9, lr_decay=0.5), "acgan": dict(diffaugment="color,translation,cutout"),
               "cs231n-gan": dict(loss="relativistic", r1_gamma=1.0, r2_gamma=0.5, spectral_norm=True, g_ema=0.9)}
 
 
