@@ -32,7 +32,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DOCS, OUT, machine, write_doc
+from common import DOCS, OUT, ROOT, machine, write_doc
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
@@ -67,12 +67,12 @@ def train(recipe: str, epochs: float, sets: list[str]) -> None:
     if not FOLDER.is_dir():
         sys.exit(f"{FOLDER}: not there yet; run `python benchmarks/folder64.py prepare` first")
     out = OUT / "folder64" / recipe
-    cmd = [sys.executable, "-m", "gankit", "train", recipe, "--dataset", f"folder:{FOLDER.relative_to(OUT.parent.parent)}",
-           "--epochs", f"{epochs:g}", "--out", str(out), "--overwrite", "--no-progress",
-           *(a for s in sets for a in ("--set", s))]
-    print("$ gankit", " ".join(cmd[3:]), flush=True)
+    sets_args = [a for s in sets for a in ("--set", s)]
+    shown = ["train", recipe, "--dataset", f"folder:{FOLDER.relative_to(ROOT)}", "--epochs", f"{epochs:g}", *sets_args]
+    cmd = [sys.executable, "-m", "gankit", *shown, "--out", str(out), "--overwrite", "--no-progress"]
+    print("$ gankit", " ".join(shown), flush=True)
     t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
+    p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode:
         sys.exit(f"{recipe} failed:\n{p.stderr[-2000:]}")
     summary = json.loads(p.stdout.strip().splitlines()[-1])
@@ -81,13 +81,15 @@ def train(recipe: str, epochs: float, sets: list[str]) -> None:
     shutil.copy(grids[-1], DOCS / "grids" / "folder64" / f"{recipe}.png")
     row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
-           "command": "gankit " + " ".join(cmd[3:-4] if not sets else cmd[3:])}
+           "command": "gankit " + " ".join(shown)}
     rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != recipe]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
     print(json.dumps(row))
 
 
 def write_doc_section() -> None:
+    if not RESULTS.exists():
+        sys.exit(f"{RESULTS}: no runs recorded yet; run `python benchmarks/folder64.py train RECIPE` first")
     rows = json.loads(RESULTS.read_text())
     lines = [BEGIN, "## A folder of RGB images at 64 px", "",
              f"Written by `python benchmarks/folder64.py` (see its docstring). The folder: the 3,786 Noto Emoji "

@@ -22,7 +22,8 @@ import sys
 import time
 
 from common import DOCS, OUT, machine, notes, write_doc
-from ssl_mnist import BEGIN, END
+from folder64 import BEGIN as FOLDER_BEGIN
+from ssl_mnist import BEGIN
 
 # Epochs per recipe: the seed's full budget where it fits in minutes on a 2-core CPU, else less.
 BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 10,
@@ -56,9 +57,19 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int) -> dict
     return row
 
 
-def render_doc(results: dict, old: str) -> str:
-    """docs/results.md from `results` (recipe -> row), keeping the semi-supervised section of the
-    `old` doc, which benchmarks/ssl_mnist.py owns."""
+def old_rows(old: str) -> dict[str, tuple[str, str]]:
+    """recipe -> (its table row, its command line) in the `old` doc: what a results file that lacks
+    the recipe (benchmarks/out is scratch, and a clean checkout has none) must not erase."""
+    head = old.split("\n## ")[0]  # the table and its commands, not the sections after
+    rows = {line.split("`")[1]: line for line in head.splitlines() if line.startswith("| `")}
+    commands = {line.split()[2]: line.rstrip() for line in head.splitlines() if line.startswith("    gankit train ")}
+    return {name: (row, commands.get(name, "")) for name, row in rows.items()}
+
+
+def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
+    """docs/results.md from `results` (recipe -> row), keeping the rows of recipes `results` lacks
+    and the generated sections that follow the table in the `old` doc (the semi-supervised one,
+    which benchmarks/ssl_mnist.py owns, and the folder one of benchmarks/folder64.py)."""
     lines = ["# Results: every recipe on MNIST", "",
              "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
              "`gankit train RECIPE --epochs E` run with the recipe's own settings (bf16 autocast on the CPU), "
@@ -72,24 +83,38 @@ def render_doc(results: dict, old: str) -> str:
              "These are not Inception FIDs, so they do not compare with published tables; `gankit eval RUN --metrics fid_inception` computes that one (slow on a CPU).", "",
              "| recipe | epochs | steps | train | wall | images/s | FID | IS | precision | recall | classes | grid |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    floor = None
-    for r in results.values():
+    floor, floor_row, kept = None, None, old_rows(old)
+    for name in order or list(results):
+        if name not in results:
+            if name in kept:
+                lines.append(kept[name][0])
+            continue
+        r = results[name]
         m = r.get("metrics", {})
         floor = floor or m
         cells = [f"{m[k]:.2f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in
                  ("fid", "is", "precision", "recall", "modes")]
         lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
+    if not floor:
+        floor_row = next((line for line in old.splitlines() if line.startswith("| real vs real (floor)")), None)
     if floor:
         cells = [f"{floor[k + '_floor']:.2f}" if isinstance(floor.get(k + "_floor"), float) else
                  str(floor.get(k + "_floor", "")) for k in ("fid", "is", "precision", "recall", "modes")]
         lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
-    machines = sorted({r["machine"] for r in results.values()})
+    elif floor_row:
+        lines.append(floor_row)
+    machines = sorted({r["machine"] for r in results.values()} |
+                      {m for line in old.splitlines() if line.startswith("Machine: ")
+                       for m in line.removeprefix("Machine: ").rstrip(".").split("; ")
+                       if any(name in kept and name not in results for name in order or [])})
     lines += ["", "Machine: " + "; ".join(machines) + ".", "", "Commands:", ""]
-    lines += [f"    {r['command']}" for r in results.values()]
+    lines += [f"    {results[n]['command']}" if n in results else kept[n][1]
+              for n in order or list(results) if n in results or (n in kept and kept[n][1])]
     lines += notes("results-notes.md")
-    if BEGIN in old and END in old:
-        lines += ["", old[old.index(BEGIN):old.index(END) + len(END)]]
+    tail = [old.index(m) for m in (BEGIN, FOLDER_BEGIN) if m in old]
+    if tail:
+        lines += ["", old[min(tail):].rstrip()]
     return "\n".join(lines) + "\n"
 
 
@@ -112,8 +137,7 @@ def main() -> None:
         results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples)
         store.write_text(json.dumps(results, indent=2))
         doc = DOCS / "results.md"
-        write_doc(doc, render_doc({k: results[k] for k in RECIPES if k in results},
-                                  doc.read_text() if doc.exists() else ""))
+        write_doc(doc, render_doc(results, doc.read_text() if doc.exists() else "", list(RECIPES)))
 
 
 if __name__ == "__main__":

@@ -101,7 +101,7 @@ def render_doc(results: list[dict], old: str) -> str:
     whose command no results file repeats is kept as it stands (results files are scratch, and a
     clean checkout has none), so a new measurement adds to the record instead of erasing it."""
     new = [render_block(res) for res in results]
-    kept = [b for cmd, b in old_blocks(old).items() if cmd not in {block_command(n) for n in new}]
+    kept = [b for key, b in old_blocks(old).items() if key not in {block_key(n) for n in new}]
     lines = [BEGIN, "## Semi-supervised classification (MNIST test split, 10,000 images)", "",
              f"Published reference for improved-gan: {REFERENCE}. Test errors are counted after the last epoch "
              "(no choice by test error); mean ± standard deviation over data seeds (each seed picks another "
@@ -115,19 +115,22 @@ def render_doc(results: list[dict], old: str) -> str:
     return old.rstrip() + "\n\n" + "\n".join(lines) + "\n"
 
 
-def block_command(block: str) -> str:
-    """A result block's command (the quoted start of the line after its heading)."""
-    line = next((line for line in block.splitlines()[1:] if line.startswith("`")), block)
-    return line.split("`")[1] if line.count("`") >= 2 else line
+def block_key(block: str) -> str:
+    """What identifies a result block: its heading and its command line (command, date, sharing)."""
+    lines = block.splitlines()
+    return lines[0] + "\n" + next((line for line in lines[1:] if line.startswith("`")), "")
 
 
 def old_blocks(old: str) -> dict[str, str]:
-    """The result blocks ("### On ...", up to the next heading) of the section in `old`, by command."""
+    """The result blocks ("### On ...", up to the next heading or the notes) of the section in `old`."""
     if BEGIN not in old:
         return {}
     section = old[old.index(BEGIN):old.index(END)]
+    hand_written = "\n".join(notes("ssl-notes.md")).strip()
+    if hand_written and hand_written in section:
+        section = section[:section.index(hand_written)]
     blocks = ["### " + part.strip() for part in section.split("\n### ")[1:] if part.startswith("On ")]
-    return {block_command(b): b for b in blocks}
+    return {block_key(b): b for b in blocks}
 
 
 def render_block(res: dict) -> str:

@@ -195,6 +195,8 @@ def test_eval_run_reports_accuracy_of_the_moving_average(tmp_path, tiny_data):
     (["train", "improved-gan", "--dataset", "toy:ring8"], "labelled dataset"),
     (["train", "improved-gan", "--set", "ema=1"], "ema=1.0"),
     (["train", "cs231n-gan", "--set", "eval_metrics=accuracy", "--eval-every", "1"], "needs a semi-supervised run"),
+    (["train", "cs231n-gan", "--set", "ent_weight=0.1"], "ent_weight=0.1: only a semi-supervised GAN run"),
+    (["train", "improved-gan", "--baseline", "--set", "ent_weight=0.1"], "ent_weight=0.1: only"),
 ])
 def test_bad_semi_supervised_input_is_one_clear_line(args, message, tmp_path, capsys, tiny_data):
     try:
@@ -254,3 +256,22 @@ def test_lr_decay_falls_linearly_to_zero_over_the_last_fraction():
         validate(RECIPES["improved-gan"].config(lr_decay=1.5))
     with pytest.raises(GankitError, match="ent_weight=-1"):
         validate(RECIPES["improved-gan"].config(ent_weight=-1.0))
+
+
+def test_resume_keeps_the_optimiser_this_run_built():
+    # a checkpoint's optimiser state carries the saving run's lr object and flags (a CPU tensor after
+    # map_location="cpu"); the resumed run keeps its own, which a captured step reads, at the saved value
+    from gankit.build import build_settings, make_optimizer, put_back
+
+    cfg = RECIPES["improved-gan"].config(lr_decay=0.25)
+    net = torch.nn.Linear(2, 2)
+    opt = make_optimizer(cfg, net, 1e-3, [0.5, 0.999])
+    lr = opt.param_groups[0]["lr"]
+    saved = make_optimizer(cfg, net, 1e-3, [0.5, 0.999]).state_dict()
+    saved["param_groups"][0]["lr"] = torch.tensor(3e-4)  # another tensor, as torch.load gives it back
+    saved["param_groups"][0]["foreach"] = True
+    built = build_settings(opt)
+    opt.load_state_dict(saved)
+    put_back(opt, built)
+    g = opt.param_groups[0]
+    assert g["lr"] is lr and lr.item() == pytest.approx(3e-4) and g["foreach"] is None and g["fused"] is True

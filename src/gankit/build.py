@@ -42,6 +42,21 @@ def set_lr(opt: torch.optim.Optimizer, lr: float) -> None:
             group["lr"] = lr
 
 
+def build_settings(opt: torch.optim.Optimizer) -> list[dict]:
+    """What make_optimizer chose for this run on this device (a tensor lr on the device, capturable,
+    fused), which loading a checkpoint's optimiser state overwrites with the saving run's."""
+    return [{k: g[k] for k in ("lr", "capturable", "fused", "foreach") if k in g} for g in opt.param_groups]
+
+
+def put_back(opt: torch.optim.Optimizer, settings: list[dict]) -> None:
+    """Restore build_settings() after load_state_dict, keeping the loaded learning rate's value."""
+    for group, kept in zip(opt.param_groups, settings):
+        for k, v in kept.items():
+            if k == "lr" and torch.is_tensor(v):
+                v.fill_(float(group["lr"]))
+            group[k] = v if k != "lr" or torch.is_tensor(v) else float(group["lr"])
+
+
 class CompileOrEager:
     """`net` run through torch.compile while that works, and eagerly from its first failure on.
 

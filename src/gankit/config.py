@@ -68,6 +68,7 @@ class Config:
     betas_d: list[float] = field(default_factory=lambda: [0.5, 0.999])  # Adam betas of D
     adam_eps: float = 1e-8  # Adam's ε (added to the root of the second moment, as in torch.optim.Adam)
     lr_decay: float = 0.0  # both learning rates fall linearly to 0 over this last fraction of the steps; 0: constant
+    # (a function of the step and the total: resuming with a larger budget stretches the schedule)
     batch_size: int = 128  # real images per D step
 
     # noise
@@ -144,7 +145,7 @@ def parse_value(key: str, text: str) -> Any:
         if kind.startswith("float"):
             return float(text)
         if kind.startswith("list["):  # a,b,c or [a, b, c]
-            items = [v.strip() for v in text.strip().removeprefix("[").removesuffix("]").split(",")]
+            items = [v.strip().strip("'\"") for v in text.strip().removeprefix("[").removesuffix("]").split(",")]
             if kind.startswith("list[int]"):
                 return [int(v) for v in items]
             if kind.startswith("list[float]"):
@@ -218,6 +219,8 @@ def validate(cfg: Config) -> None:
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
     need(0 <= cfg.lr_decay <= 1, f"lr_decay={cfg.lr_decay}: expected a fraction of the steps in [0, 1] (0: constant)")
     need(cfg.ent_weight >= 0, f"ent_weight={cfg.ent_weight}: must be >= 0 (0 disables it)")
+    need(not cfg.ent_weight or (is_semi_supervised(cfg) and not cfg.baseline),
+         f"ent_weight={cfg.ent_weight}: only a semi-supervised GAN run has unlabelled images to take the entropy on")
     need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
     known = tuple(METRICS)
     bad = [m for m in cfg.eval_metrics if m not in known]

@@ -30,7 +30,7 @@ import torch
 from gankit import data as datasets
 from gankit import distributed, graphs
 from gankit.augment import diff_augment
-from gankit.build import build, compile_or_eager, lr_scale, mixes_samples, set_lr
+from gankit.build import build, build_settings, compile_or_eager, lr_scale, mixes_samples, put_back, set_lr
 from gankit.config import Config, is_semi_supervised, validate, with_data
 from gankit.errors import GankitError
 from gankit.files import write_text_atomic
@@ -244,8 +244,11 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
     """Weights, optimisers and RNG streams from a checkpoint; the run folder's logs cut back to its
     step. -> (step, training seconds so far)."""
     G, D, opt_g, opt_d, ssl, G_ema = trained
+    built = [build_settings(opt) for opt in (opt_g, opt_d)]  # a device lr, capturable: this run's, not the saver's
     for name, obj in (("G", G), ("D", D), ("opt_g", opt_g), ("opt_d", opt_d)) + ((("G_ema", G_ema),) if G_ema else ()):
         load_into(obj, state, name, run.checkpoint)
+    for opt, settings in zip((opt_g, opt_d), built):
+        put_back(opt, settings)
     if ssl:
         ssl.load_state_dict(state)
     step, rng = state["step"], state["rng"]
