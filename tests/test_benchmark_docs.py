@@ -1,0 +1,50 @@
+"""The benchmark scripts that write docs/results.md keep what no results file on this machine
+covers: results files live in the git-ignored benchmarks/out, so a clean checkout has none, and a
+re-run of one benchmark must not erase the measurements of the others."""
+
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+recipes_bench = pytest.importorskip("recipes")
+ssl_bench = pytest.importorskip("ssl_mnist")
+DOC = (ROOT / "docs" / "results.md").read_text()
+
+
+def test_with_no_results_files_the_doc_is_written_back_unchanged():
+    from gankit.recipes import RECIPES
+
+    assert ssl_bench.render_doc([], DOC) == DOC
+    assert recipes_bench.render_doc({}, DOC, list(RECIPES)) == DOC
+
+
+def test_a_new_semi_supervised_result_is_added_beside_the_old_ones():
+    run = {"recipe": "improved-gan", "seed": 0, "epochs": 2, "baseline": False, "labelled": 100,
+           "precision": "fp32", "test_errors": 1234, "test_acc": 0.8766, "wall_s": 60.0, "steps": 1200,
+           "curve": [(600, 2000), (1200, 1234)]}
+    res = {"command": "python benchmarks/ssl_mnist.py --seeds 0 --epochs 2", "machine": "a test machine",
+           "date": "2026-01-01", "device": "a CPU", "jobs": 1, "settings": [], "runs": [run]}
+    new = ssl_bench.render_doc([res], DOC)
+    assert len(ssl_bench.old_blocks(new)) == len(ssl_bench.old_blocks(DOC)) + 1
+    assert "**1234** (1234)" in new and new.count(ssl_bench.BEGIN) == 1
+    assert ssl_bench.render_doc([res], new) == new  # the same results file again: the same doc
+
+
+def test_a_new_recipe_row_replaces_only_its_own():
+    from gankit.recipes import RECIPES
+
+    row = {"recipe": "wgan", "dataset": "mnist", "epochs": 3, "steps": 561, "wall_s": 600.0, "train_s": 550.0,
+           "images_per_s": 300.0, "final": {}, "metrics": {"fid": 12.5, "is": 8.0, "precision": 0.7, "recall": 0.4,
+                                                          "modes": 10, "fid_floor": 0.35},
+           "command": "gankit train wgan --dataset mnist --epochs 3", "machine": "AMD EPYC, 2 cores, torch 2.13.0+cpu, 2 threads",
+           "date": "2026-01-01"}
+    new = recipes_bench.render_doc({"wgan": row}, DOC, list(RECIPES))
+    old_rows, new_rows = recipes_bench.old_rows(DOC), recipes_bench.old_rows(new)
+    assert set(new_rows) == set(old_rows)
+    assert all(new_rows[n] == old_rows[n] for n in old_rows if n != "wgan")
+    assert "| 12.50 |" in new_rows["wgan"][0] and new_rows["wgan"][1].strip() == row["command"]
+    assert new[new.index(ssl_bench.BEGIN):] == DOC[DOC.index(ssl_bench.BEGIN):]  # the sections after, as they were
