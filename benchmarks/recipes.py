@@ -66,13 +66,36 @@ def old_rows(old: str) -> dict[str, tuple[str, str]]:
     return {name: (row, commands.get(name, "")) for name, row in rows.items()}
 
 
+def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list[str]:
+    """Where the rows ran: one machine for all, or "Machine: M." for the rows kept from the old doc
+    and "Machine of `a`, `b`: M." for each machine of the new ones."""
+    shown = [n for n in order if n in results or n in kept]
+    by_machine: dict[str, list[str]] = {}
+    for n in shown:
+        if n in results:
+            by_machine.setdefault(results[n]["machine"], []).append(n)
+    old_lines = [line for line in old.split("\n## ")[0].splitlines() if line.startswith("Machine")]
+    old_rows_of = {}  # machine lines of the old doc that named their rows, by row
+    for line in old_lines:
+        if line.startswith("Machine of "):
+            names = line.removeprefix("Machine of ").split(": ")[0].replace("`", "").split(", ")
+            old_rows_of.update({n: line for n in names})
+    kept_only = [n for n in shown if n not in results]
+    if not kept_only and len(by_machine) == 1:
+        return [f"Machine: {next(iter(by_machine))}."]
+    out = [line for line in old_lines if line.startswith("Machine: ")][:1] if kept_only else []
+    out += sorted({old_rows_of[n] for n in kept_only if n in old_rows_of})
+    out += [f"Machine of {', '.join(f'`{n}`' for n in names)}: {m}." for m, names in by_machine.items()]
+    return [line for pair in zip(out, [""] * len(out)) for line in pair][:-1]
+
+
 def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
     """docs/results.md from `results` (recipe -> row), keeping the rows of recipes `results` lacks
     and the generated sections that follow the table in the `old` doc (the semi-supervised one,
     which benchmarks/ssl_mnist.py owns, and the folder one of benchmarks/folder64.py)."""
     lines = ["# Results: every recipe on MNIST", "",
              "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
-             "`gankit train RECIPE --epochs E` run with the recipe's own settings (bf16 autocast on the CPU), "
+             "`gankit train RECIPE --epochs E` run with the recipe's own settings and `--precision auto` (bf16 autocast where the CPU has native bf16, as the machine of the older rows did; float32 on an AVX2-only CPU), "
              "then `gankit eval RUN --num-samples 10000`. *images/s* counts real images through D per second "
              "of training (grids and checkpoints included); *train* is the trainer's own time; *wall* is both "
              "processes, `gankit train` (data loading included) and `gankit eval`.",
@@ -104,11 +127,7 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
         lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
     elif floor_row:
         lines.append(floor_row)
-    machines = sorted({r["machine"] for r in results.values()} |
-                      {m for line in old.splitlines() if line.startswith("Machine: ")
-                       for m in line.removeprefix("Machine: ").rstrip(".").split("; ")
-                       if any(name in kept and name not in results for name in order or [])})
-    lines += ["", "Machine: " + "; ".join(machines) + ".", "", "Commands:", ""]
+    lines += [""] + machine_lines(results, old, kept, order or list(results)) + ["", "Commands:", ""]
     lines += [f"    {results[n]['command']}" if n in results else kept[n][1]
               for n in order or list(results) if n in results or (n in kept and kept[n][1])]
     lines += notes("results-notes.md")
