@@ -32,7 +32,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import DOCS, OUT, ROOT, machine, write_doc
+from PIL import Image
+
+from common import DOCS, OUT, ROOT, machine, notes, write_doc
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
@@ -78,7 +80,9 @@ def train(recipe: str, epochs: float, sets: list[str]) -> None:
     summary = json.loads(p.stdout.strip().splitlines()[-1])
     grids = sorted((out / "samples").glob("step-*.png"))
     (DOCS / "grids" / "folder64").mkdir(parents=True, exist_ok=True)
-    shutil.copy(grids[-1], DOCS / "grids" / "folder64" / f"{recipe}.png")
+    with Image.open(grids[-1]) as im:  # 128 colours: a third of the size, the same picture at a glance
+        im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
+            DOCS / "grids" / "folder64" / f"{recipe}.png", optimize=True)
     row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "command": "gankit " + " ".join(shown)}
@@ -102,7 +106,7 @@ def write_doc_section() -> None:
         ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "–"
         lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | "
                      f"{r['machine']} | ![{r['recipe']}](grids/folder64/{r['recipe']}.png) |")
-    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows] + ["", END]
+    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows] + [*notes("folder64-notes.md"), "", END]
     old = DOC.read_text()
     body = "\n".join(lines)
     new = old[:old.index(BEGIN)] + body + old[old.index(END) + len(END):] if BEGIN in old else \
