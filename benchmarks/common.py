@@ -76,6 +76,14 @@ def notes(name: str) -> list[str]:
     return ["", path.read_text().strip()] if path.exists() else []
 
 
+def with_section(old: str, begin: str, end: str, body: str) -> str:
+    """`old` with the section from marker `begin` to marker `end` replaced by `body` (which carries
+    both markers), or with `body` appended where the section is missing."""
+    if begin in old:
+        return old[:old.index(begin)] + body + old[old.index(end) + len(end):]
+    return old.rstrip() + "\n\n" + body + "\n"
+
+
 def write_doc(path: Path, text: str) -> None:
     """Write a generated doc whole or not at all: a reader, or a crash mid-write, never sees half of it."""
     write_text_atomic(path, text)

@@ -34,7 +34,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from common import DOCS, OUT, ROOT, machine, notes, write_doc
+from common import DOCS, OUT, ROOT, machine, notes, with_section, write_doc
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
@@ -109,9 +109,7 @@ def write_doc_section() -> None:
     lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows] + [*notes("folder64-notes.md"), "", END]
     old = DOC.read_text()
     body = "\n".join(lines)
-    new = old[:old.index(BEGIN)] + body + old[old.index(END) + len(END):] if BEGIN in old else \
-        old.rstrip() + "\n\n" + body + "\n"
-    write_doc(DOC, new)
+    write_doc(DOC, with_section(old, BEGIN, END, body))
     print(f"wrote {DOC}")
 
 

@@ -106,7 +106,7 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
              "These are not Inception FIDs, so they do not compare with published tables; `gankit eval RUN --metrics fid_inception` computes that one (slow on a CPU).", "",
              "| recipe | epochs | steps | train | wall | images/s | FID | IS | precision | recall | classes | grid |",
              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    floor, floor_row, kept = None, None, old_rows(old)
+    floor, kept = None, old_rows(old)
     for name in order or list(results):
         if name not in results:
             if name in kept:
@@ -119,14 +119,12 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
                  ("fid", "is", "precision", "recall", "modes")]
         lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
-    if not floor:
-        floor_row = next((line for line in old.splitlines() if line.startswith("| real vs real (floor)")), None)
     if floor:
         cells = [f"{floor[k + '_floor']:.2f}" if isinstance(floor.get(k + "_floor"), float) else
                  str(floor.get(k + "_floor", "")) for k in ("fid", "is", "precision", "recall", "modes")]
         lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
-    elif floor_row:
-        lines.append(floor_row)
+    else:  # no new row measured it: the old doc's
+        lines += [line for line in old.splitlines() if line.startswith("| real vs real (floor)")][:1]
     lines += [""] + machine_lines(results, old, kept, order or list(results)) + ["", "Commands:", ""]
     lines += [f"    {results[n]['command']}" if n in results else kept[n][1]
               for n in order or list(results) if n in results or (n in kept and kept[n][1])]

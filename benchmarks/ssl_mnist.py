@@ -26,7 +26,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import DOCS, OUT, notes, provenance, write_doc
+from common import DOCS, OUT, notes, provenance, with_section, write_doc
 
 RESULTS = DOCS / "results.md"
 BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
@@ -89,16 +89,16 @@ def update_doc() -> None:
     files = sorted(OUT.glob("ssl-*.json"), key=lambda f: f.stem.replace("-e", "~e"))  # a run before its resumption
     if not files:
         raise SystemExit("no benchmarks/out/ssl-*.json yet: run the benchmark first")
-    files.sort(key=lambda f: json.loads(f.read_text())["date"])  # stable: the order above within a day
+    results = sorted((json.loads(f.read_text()) for f in files), key=lambda r: r["date"])  # stable within a day
     old = RESULTS.read_text() if RESULTS.exists() else "# Results\n"
-    write_doc(RESULTS, render_doc([json.loads(f.read_text()) for f in files], old))
+    write_doc(RESULTS, render_doc(results, old))
     print(f"wrote {RESULTS}")
 
 
 def render_doc(results: list[dict], old: str) -> str:
     """The `old` docs/results.md with its semi-supervised section (added where missing) rendered
     from `results`, the contents of the ssl-*.json files in order. A block already in the section
-    whose command no results file repeats is kept as it stands (results files are scratch, and a
+    that no results file renders again (same heading and command line) is kept as it stands (results files are scratch, and a
     clean checkout has none), so a new measurement adds to the record instead of erasing it."""
     new = [render_block(res) for res in results]
     kept = [b for key, b in old_blocks(old).items() if key not in {block_key(n) for n in new}]
@@ -110,9 +110,7 @@ def render_doc(results: list[dict], old: str) -> str:
     for block in kept + new:
         lines += ["", block]
     lines += [*notes("ssl-notes.md"), "", END]
-    if BEGIN in old:
-        return old[:old.index(BEGIN)] + "\n".join(lines) + old[old.index(END) + len(END):]
-    return old.rstrip() + "\n\n" + "\n".join(lines) + "\n"
+    return with_section(old, BEGIN, END, "\n".join(lines))
 
 
 def block_key(block: str) -> str:

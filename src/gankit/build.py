@@ -12,7 +12,7 @@ from gankit.errors import GankitError
 from gankit.recipes import networks
 
 
-def make_optimizer(cfg: Config, net: torch.nn.Module, lr, betas: list[float],
+def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[float],
                    capturable: bool = False) -> torch.optim.Optimizer:
     """capturable: keep step counts on the device, so the step can be captured in a CUDA graph.
     With lr_decay the learning rate is a tensor on the device, which train.set_lr changes in place
@@ -52,9 +52,11 @@ def put_back(opt: torch.optim.Optimizer, settings: list[dict]) -> None:
     """Restore build_settings() after load_state_dict, keeping the loaded learning rate's value."""
     for group, kept in zip(opt.param_groups, settings):
         for k, v in kept.items():
-            if k == "lr" and torch.is_tensor(v):
-                v.fill_(float(group["lr"]))
-            group[k] = v if k != "lr" or torch.is_tensor(v) else float(group["lr"])
+            if k == "lr":
+                lr = float(group["lr"])
+                group["lr"] = v.fill_(lr) if torch.is_tensor(v) else lr
+            else:
+                group[k] = v
 
 
 class CompileOrEager:

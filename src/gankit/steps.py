@@ -172,12 +172,11 @@ def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
                 l_fake = D(x_fake).float()
             d_sup, d_unsup = ssl_supervised(l_lab, y_lab), ssl_unsupervised(l_unl, l_fake)
             d_loss = d_sup + cfg.unsup_weight * d_unsup
-            extra = {}
+            extra = {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
+                     "d_g_z": torch.sigmoid(real_logit(l_fake)).mean()}
             if cfg.ent_weight:
                 extra["d_ent"] = ssl_entropy(l_unl)
                 d_loss = d_loss + cfg.ent_weight * extra["d_ent"]
-            extra |= {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
-                     "d_g_z": torch.sigmoid(real_logit(l_fake)).mean()}
     s.opt_d.zero_grad(set_to_none=True)
     d_loss.backward()
     distributed.average_gradients(s.D, s.world)
