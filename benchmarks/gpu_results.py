@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
 import shutil
 import subprocess
@@ -28,7 +27,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import DOCS, OUT, machine, write_doc
+from common import DOCS, OUT, curve, fid_over_time, machine, write_doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from gankit.recipes import RECIPES  # noqa: E402
@@ -189,50 +188,6 @@ def _row(r: dict, grids: Path) -> str:
             f"{_fmt(m.get('precision'), '.3f')} / {_fmt(m.get('recall'), '.3f')} | {m.get('modes', '')} | {acc} | {grid} |")
 
 
-def curve(runs: dict[str, list[tuple[float, float]]], path: Path, width: int = 760, height: int = 420) -> None:
-    """A PNG of FID (log scale) against training seconds, one polyline per run, legend on the right."""
-    from PIL import Image, ImageDraw
-
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
-    left, top, plot_w, plot_h = 60, 20, width - 290, height - 70
-    t_max = max(t for pts in runs.values() for t, _ in pts)
-    lo, hi = 1.0, 1000.0  # FID axis, log scale
-
-    def xy(t, f):
-        return (left + plot_w * t / t_max,
-                top + plot_h * (1 - (math.log10(min(max(f, lo), hi)) - math.log10(lo)) / (math.log10(hi) - math.log10(lo))))
-
-    im = Image.new("RGB", (width, height), "white")
-    d = ImageDraw.Draw(im)
-    for f in (1, 3, 10, 30, 100, 300, 1000):
-        y = xy(0, f)[1]
-        d.line([(left, y), (left + plot_w, y)], fill="#e5e5e5")
-        d.text((left - 8, y), str(f), fill="black", anchor="rm")
-    for k in range(6):
-        x = left + plot_w * k / 5
-        d.text((x, top + plot_h + 6), f"{t_max * k / 5:.0f}", fill="black", anchor="mt")
-    d.rectangle([left, top, left + plot_w, top + plot_h], outline="black")
-    d.text((left + plot_w / 2, height - 18), "training time, s (H100, shared by 5 runs)", fill="black", anchor="mm")
-    d.text((8, top - 12), "FID (gankit evaluator, 2,000 samples)", fill="black")
-    for i, (name, pts) in enumerate(runs.items()):
-        c = colours[i % len(colours)]
-        d.line([xy(t, f) for t, f in pts], fill=c, width=2)
-        d.line([(left + plot_w + 14, top + 14 + 20 * i), (left + plot_w + 34, top + 14 + 20 * i)], fill=c, width=3)
-        d.text((left + plot_w + 40, top + 14 + 20 * i), name, fill="black", anchor="lm")
-    im.save(path)
-
-
-def fid_over_time(run: Path) -> list[tuple[float, float]]:
-    """(seconds, FID) at each --eval-every evaluation: the step's time from stats.jsonl, interpolated."""
-    stats = [json.loads(x) for x in (run / "stats.jsonl").read_text().splitlines()]
-    steps, times = [r["step"] for r in stats], [r["time_s"] for r in stats]
-    out = []
-    for m in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()):
-        k = min(range(len(steps)), key=lambda i: abs(steps[i] - m["step"]))
-        out.append((times[k] * m["step"] / steps[k], m["fid"]))
-    return out
-
-
 def render(args) -> None:
     """docs/results-gpu.md, docs/grids/gpu/NAME.png and docs/fid-vs-time.png from packs (DEST, comma-separated)."""
     packs = [Path(p) for p in args.dest.split(",")]
@@ -250,7 +205,8 @@ def render(args) -> None:
                 png = sorted(runs[r["name"]].glob("step-*.png"))
                 if png:
                     shutil.copyfile(png[-1], grids / f"{r['name']}.png")
-    curve({n: fid_over_time(runs[n]) for n in CURVES if n in runs}, DOCS / "fid-vs-time.png")
+    curve({n: fid_over_time(runs[n]) for n in CURVES if n in runs}, DOCS / "fid-vs-time.png",
+          "training time, s (H100, shared by 5 runs)")
     cols = ("| run | recipe | data | epochs | seed | settings | train s | FID | Inception FID | IS | precision / recall "
             "| classes | class_acc (worst) | grid |\n|" + "---|" * 14)
     lines = ["# Results on a GPU: every recipe at its budget, conditioning, and where training turns", "",

@@ -3,6 +3,8 @@ metrics and the final grid.
 
     python benchmarks/recipes.py                      # every recipe at the budget in BUDGET
     python benchmarks/recipes.py --recipes cs231n-gan,wgan --epochs 2
+    python benchmarks/recipes.py --recipes tlx-mlp --rescore --inception   # add its Inception FID
+    python benchmarks/recipes.py --recipes mlp-gan --epochs 200 --eval-every 3000   # and its FID curve
 
 Each run is `gankit train RECIPE --epochs E` in a fresh process (the real CLI, defaults otherwise
 untouched), then `gankit eval RUN --num-samples 10000` (FID, IS, precision/recall and class
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import time
 
-from common import DOCS, OUT, machine, notes, write_doc
+from common import DOCS, OUT, curve, fid_over_time, machine, notes, write_doc
 from folder64 import BEGIN as FOLDER_BEGIN
 from ssl_mnist import BEGIN
 
@@ -29,29 +31,52 @@ from ssl_mnist import BEGIN
 BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 10,
           "dcgan64": 1, "wgan": 1, "wgan-gp": 1}
 
+COLUMNS = ["recipe", "epochs", "steps", "train", "wall", "images/s", "FID", "Inception FID", "IS", "precision",
+           "recall", "classes", "grid"]
+METRICS = ("fid", "fid_inception", "is", "precision", "recall", "modes")  # metrics.json keys of the FID..classes cells
 
-def run_recipe(name: str, epochs: float, dataset: str, num_samples: int) -> dict:
+
+def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, inception: bool = False,
+               eval_every: int = 0, rescore: dict | None = None) -> dict:
+    """Train NAME (or, given its old row as `rescore`, keep that run and only evaluate it again) and
+    evaluate it: the row of the results file. inception adds the Inception FID (~20 minutes on a
+    2-core CPU); eval_every writes FID during training and draws docs/curves/NAME.png from it."""
     out = OUT / name
-    cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
-           "--out", str(out), "--overwrite", "--no-progress"]
-    print("$", " ".join(cmd[1:]), flush=True)
-    t = time.perf_counter()
-    p = subprocess.run(cmd, capture_output=True, text=True)
-    if p.returncode != 0:
-        raise SystemExit(f"{name} failed:\n{p.stderr}")
-    summary = json.loads(p.stdout.strip().splitlines()[-1])
-    e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", str(num_samples)],
+    if rescore is None:
+        cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
+               "--out", str(out), "--overwrite", "--no-progress"] + (["--eval-every", str(eval_every)] if eval_every else [])
+        print("$", " ".join(cmd[1:]), flush=True)
+        t = time.perf_counter()
+        p = subprocess.run(cmd, capture_output=True, text=True)
+        if p.returncode != 0:
+            raise SystemExit(f"{name} failed:\n{p.stderr}")
+        summary = json.loads(p.stdout.strip().splitlines()[-1])
+    elif not (out / "config.json").exists():
+        raise SystemExit(f"--rescore {name}: no run folder {out} to evaluate again; train it first")
+    metrics = ["fid", "is", "pr", "modes"] + (["class_acc"] if json.loads((out / "config.json").read_text())["conditional"] else [])
+    t_eval = time.perf_counter()
+    e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", str(num_samples),
+                        "--metrics", ",".join(metrics + (["fid_inception"] if inception else []))],
                        capture_output=True, text=True)
     if e.returncode != 0:
         raise SystemExit(f"{name}: eval failed:\n{e.stderr}")
-    metrics = json.loads((out / "metrics.json").read_text())
+    scores = json.loads((out / "metrics.json").read_text())
+    if rescore is not None:  # the training figures stay the old run's; eval_s says what the new evaluation took
+        row = {**rescore, "metrics": {**rescore["metrics"], **scores},
+               "eval_s": round(time.perf_counter() - t_eval, 1), "eval_machine": machine()}
+        print(json.dumps(row), flush=True)
+        return row
     grid = sorted((out / "samples").glob("step-*.png"))[-1]
     (DOCS / "grids").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(grid, DOCS / "grids" / f"{name}.png")
+    if eval_every:
+        (DOCS / "curves").mkdir(exist_ok=True)
+        curve({name: fid_over_time(out)}, DOCS / "curves" / f"{name}.png", f"training time, s ({machine()})")
+    flags = f" --eval-every {eval_every}" if eval_every else ""
     row = {"recipe": name, "dataset": dataset, "epochs": epochs, "steps": summary["steps"],
            "wall_s": round(time.perf_counter() - t, 1), "train_s": summary["wall_s"],
-           "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": metrics,
-           "command": f"gankit train {name} --dataset {dataset} --epochs {epochs}", "machine": machine(),
+           "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": scores,
+           "command": f"gankit train {name} --dataset {dataset} --epochs {epochs}{flags}", "machine": machine(),
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
@@ -61,9 +86,15 @@ def old_rows(old: str) -> dict[str, tuple[str, str]]:
     """recipe -> (its table row, its command line) in the `old` doc: what a results file that lacks
     the recipe (benchmarks/out is scratch, and a clean checkout has none) must not erase."""
     head = old.split("\n## ")[0]  # the table and its commands, not the sections after
-    rows = {line.split("`")[1]: line for line in head.splitlines() if line.startswith("| `")}
+    rows = {line.split("`")[1]: widen(line) for line in head.splitlines() if line.startswith("| `")}
     commands = {line.split()[2]: line.rstrip() for line in head.splitlines() if line.startswith("    gankit train ")}
     return {name: (row, commands.get(name, "")) for name, row in rows.items()}
+
+
+def widen(row: str) -> str:
+    """A table row of the older layout (no Inception FID column) with that cell added, empty."""
+    cells = row.split("|")
+    return "|".join(cells[:8] + ["  "] + cells[8:]) if len(cells) == len(COLUMNS) + 1 else row
 
 
 def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list[str]:
@@ -103,9 +134,11 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
              "embedding against 10,000 test images, Inception Score of its class probabilities, precision/recall "
              "(Kynkäänniemi et al. 2019, k = 3) and the number of digit classes holding at least 1% of the samples. "
              "The *floor* row is 10,000 training images scored the same way: what a perfect generator would get. "
-             "These are not Inception FIDs, so they do not compare with published tables; `gankit eval RUN --metrics fid_inception` computes that one (slow on a CPU).", "",
-             "| recipe | epochs | steps | train | wall | images/s | FID | IS | precision | recall | classes | grid |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "These do not compare with published tables; the *Inception FID* column does: the standard FID "
+             "(TF-Inception pool3 features, 10,000 samples against the 10,000 test images, Lucic et al. 2018's "
+             "protocol; `gankit eval RUN --metrics fid_inception`, about 20 minutes on a 2-core CPU), "
+             "empty where it has not been measured yet.", "",
+             "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     floor, kept = None, old_rows(old)
     for name in order or list(results):
         if name not in results:
@@ -114,17 +147,19 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
             continue
         r = results[name]
         m = r.get("metrics", {})
-        floor = floor or m
+        floor = m if "fid_inception_floor" in m or not floor else floor
         cells = [f"{m[k]:.2f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in
-                 ("fid", "is", "precision", "recall", "modes")]
+                 METRICS]
         lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
-    if floor:
+    old_floor = [widen(line) for line in old.splitlines() if line.startswith("| real vs real (floor)")][:1]
+    if floor:  # a floor no new row measured (the Inception one, say) stays the old doc's
+        kept_cells = old_floor[0].split("|")[7:7 + len(METRICS)] if old_floor else [""] * len(METRICS)
         cells = [f"{floor[k + '_floor']:.2f}" if isinstance(floor.get(k + "_floor"), float) else
-                 str(floor.get(k + "_floor", "")) for k in ("fid", "is", "precision", "recall", "modes")]
+                 str(floor.get(k + "_floor", "")) or c.strip() for k, c in zip(METRICS, kept_cells)]
         lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
-    else:  # no new row measured it: the old doc's
-        lines += [line for line in old.splitlines() if line.startswith("| real vs real (floor)")][:1]
+    else:
+        lines += old_floor
     lines += [""] + machine_lines(results, old, kept, order or list(results)) + ["", "Commands:", ""]
     lines += [f"    {results[n]['command']}" if n in results else kept[n][1]
               for n in order or list(results) if n in results or (n in kept and kept[n][1])]
@@ -143,6 +178,10 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, help="one budget for every recipe listed (default: BUDGET)")
     ap.add_argument("--dataset", default="mnist")
     ap.add_argument("--num-samples", type=int, default=10_000, help="images for gankit eval (default 10000)")
+    ap.add_argument("--inception", action="store_true", help="also the Inception FID (~20 min per recipe on a 2-core CPU)")
+    ap.add_argument("--eval-every", type=int, default=0, help="steps between FIDs during training, drawn in docs/curves/")
+    ap.add_argument("--rescore", action="store_true", help="do not train: evaluate the recorded runs again "
+                    "(with --inception: add their Inception FID)")
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
     store = OUT / "recipes.json"
@@ -150,8 +189,11 @@ def main() -> None:
     for name in args.recipes.split(","):
         if name not in RECIPES:
             raise SystemExit(f"--recipes: unknown recipe {name!r} (known: {', '.join(RECIPES)})")
+        if args.rescore and name not in results:
+            raise SystemExit(f"--rescore: {store} records no run of {name}; train it first")
     for name in args.recipes.split(","):
-        results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples)
+        results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples,
+                                   args.inception, args.eval_every, results[name] if args.rescore else None)
         store.write_text(json.dumps(results, indent=2))
         doc = DOCS / "results.md"
         write_doc(doc, render_doc(results, doc.read_text() if doc.exists() else "", list(RECIPES)))

