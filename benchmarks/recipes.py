@@ -22,6 +22,9 @@ import shutil
 import subprocess
 import sys
 import time
+from pathlib import Path
+
+from gankit.files import write_text_atomic
 
 from common import DOCS, OUT, curve, fid_over_time, machine, notes, write_doc
 from folder64 import BEGIN as FOLDER_BEGIN
@@ -51,19 +54,20 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
         if p.returncode != 0:
             raise SystemExit(f"{name} failed:\n{p.stderr}")
         summary = json.loads(p.stdout.strip().splitlines()[-1])
-    elif not (out / "config.json").exists():
-        raise SystemExit(f"--rescore {name}: no run folder {out} to evaluate again; train it first")
-    metrics = ["fid", "is", "pr", "modes"] + (["class_acc"] if json.loads((out / "config.json").read_text())["conditional"] else [])
+    else:
+        steps = [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()[-1:]] \
+            if (out / "stats.jsonl").exists() else []
+        if steps != [rescore["steps"]]:
+            raise SystemExit(f"--rescore {name}: {out} is not the recorded run of {rescore['steps']} steps "
+                             f"({'its last step is ' + str(steps[0]) if steps else 'no stats.jsonl'}); train it again")
     t_eval = time.perf_counter()
-    e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--num-samples", str(num_samples),
-                        "--metrics", ",".join(metrics + (["fid_inception"] if inception else []))],
-                       capture_output=True, text=True)
-    if e.returncode != 0:
-        raise SystemExit(f"{name}: eval failed:\n{e.stderr}")
-    scores = json.loads((out / "metrics.json").read_text())
+    # gankit eval's default metrics for the run, unless only the Inception FID is to be added to a recorded row
+    scores = {} if rescore is not None and inception else evaluate(out, num_samples)
+    if inception:  # a second `gankit eval`, which rewrites metrics.json: both results go back into it
+        scores = {**(rescore or {}).get("metrics", {}), **scores, **evaluate(out, num_samples, "fid_inception")}
+        write_text_atomic(out / "metrics.json", json.dumps(scores, indent=2) + "\n")
     if rescore is not None:  # the training figures stay the old run's; eval_s says what the new evaluation took
-        row = {**rescore, "metrics": {**rescore["metrics"], **scores},
-               "eval_s": round(time.perf_counter() - t_eval, 1), "eval_machine": machine()}
+        row = {**rescore, "metrics": scores, "eval_s": round(time.perf_counter() - t_eval, 1), "eval_machine": machine()}
         print(json.dumps(row), flush=True)
         return row
     grid = sorted((out / "samples").glob("step-*.png"))[-1]
@@ -80,6 +84,15 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
+
+
+def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
+    """`gankit eval RUN` (its default metrics for the run, or `metrics`): what it wrote to metrics.json."""
+    cmd = [sys.executable, "-m", "gankit", "eval", str(run), "--num-samples", str(num_samples)]
+    e = subprocess.run(cmd + (["--metrics", metrics] if metrics else []), capture_output=True, text=True)
+    if e.returncode != 0:
+        raise SystemExit(f"{run}: eval failed:\n{e.stderr[-2000:]}")
+    return json.loads((Path(run) / "metrics.json").read_text())
 
 
 def old_rows(old: str) -> dict[str, tuple[str, str]]:
@@ -191,6 +204,8 @@ def main() -> None:
             raise SystemExit(f"--recipes: unknown recipe {name!r} (known: {', '.join(RECIPES)})")
         if args.rescore and name not in results:
             raise SystemExit(f"--rescore: {store} records no run of {name}; train it first")
+    if args.rescore and (args.epochs or args.eval_every or args.dataset != "mnist"):
+        raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every and --dataset do not apply")
     for name in args.recipes.split(","):
         results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples,
                                    args.inception, args.eval_every, results[name] if args.rescore else None)

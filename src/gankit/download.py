@@ -135,9 +135,11 @@ def npm_pack(package: str, version: str, sha512: str, dest: str | os.PathLike, h
     except (OSError, subprocess.TimeoutExpired) as e:
         raise GankitError(f"npm pack {spec} failed ({e}): {hint}") from None
     tgz = os.path.join(dest, f"{package.lstrip('@').replace('/', '-')}-{version}.tgz")
-    if p.returncode != 0 or not os.path.isfile(tgz):
+    if p.returncode != 0:
         why = next((line for line in p.stderr.splitlines() if "ERR" in line), f"exit status {p.returncode}")
         raise GankitError(f"npm pack {spec} failed ({why.strip()}): offline? {hint}")
+    if not os.path.isfile(tgz):
+        raise GankitError(f"npm pack {spec} wrote no {tgz} (the folder holds: {', '.join(os.listdir(dest)) or 'nothing'})")
     with open(tgz, "rb") as f:
         digest = base64.b64encode(hashlib.sha512(f.read()).digest()).decode()
     if digest != sha512:
