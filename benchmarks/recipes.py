@@ -40,37 +40,23 @@ METRICS = ("fid", "fid_inception", "is", "precision", "recall", "modes")  # metr
 
 
 def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, inception: bool = False,
-               eval_every: int = 0, rescore: dict | None = None) -> dict:
-    """Train NAME (or, given its old row as `rescore`, keep that run and only evaluate it again) and
-    evaluate it: the row of the results file. inception adds the Inception FID (~20 minutes on a
-    2-core CPU); eval_every writes FID during training and draws docs/curves/NAME.png from it."""
+               eval_every: int = 0) -> dict:
+    """Train NAME and evaluate it: the row of the results file. inception adds the Inception FID
+    (~20 minutes on a 2-core CPU, timed apart from the row's wall); eval_every writes FID during
+    training and draws docs/curves/NAME.png from it."""
     out = OUT / name
-    if rescore is None:
-        cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
-               "--out", str(out), "--overwrite", "--no-progress"] + (["--eval-every", str(eval_every)] if eval_every else [])
-        print("$", " ".join(cmd[1:]), flush=True)
-        t = time.perf_counter()
-        p = subprocess.run(cmd, capture_output=True, text=True)
-        if p.returncode != 0:
-            raise SystemExit(f"{name} failed:\n{p.stderr}")
-        summary = json.loads(p.stdout.strip().splitlines()[-1])
-    else:
-        steps = [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()[-1:]] \
-            if (out / "stats.jsonl").exists() else []
-        if steps != [rescore["steps"]]:
-            raise SystemExit(f"--rescore {name}: {out} is not the recorded run of {rescore['steps']} steps "
-                             f"({'its last step is ' + str(steps[0]) if steps else 'no stats.jsonl'}); train it again")
-    t_eval = time.perf_counter()
-    # gankit eval's default metrics for the run, unless only the Inception FID is to be added to a recorded row
-    scores = {} if rescore is not None and inception else evaluate(out, num_samples)
-    wall = time.perf_counter() - t if rescore is None else None  # the table's wall: train and the default eval
-    if inception:  # a second `gankit eval`, which rewrites metrics.json: both results go back into it
-        scores = {**(rescore or {}).get("metrics", {}), **scores, **evaluate(out, num_samples, "fid_inception")}
-        write_text_atomic(out / "metrics.json", json.dumps(scores, indent=2) + "\n")
-    if rescore is not None:  # the training figures stay the old run's; eval_s says what the new evaluation took
-        row = {**rescore, "metrics": scores, "eval_s": round(time.perf_counter() - t_eval, 1), "eval_machine": machine()}
-        print(json.dumps(row), flush=True)
-        return row
+    cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
+           "--out", str(out), "--overwrite", "--no-progress"] + (["--eval-every", str(eval_every)] if eval_every else [])
+    print("$", " ".join(cmd[1:]), flush=True)
+    t = time.perf_counter()
+    p = subprocess.run(cmd, capture_output=True, text=True)
+    if p.returncode != 0:
+        raise SystemExit(f"{name} failed:\n{p.stderr}")
+    summary = json.loads(p.stdout.strip().splitlines()[-1])
+    scores = evaluate(out, num_samples)  # gankit eval's default metrics for the run
+    wall = time.perf_counter() - t  # the table's wall: train and the default eval
+    if inception:
+        scores = add_inception(out, scores, num_samples)
     grid = sorted((out / "samples").glob("step-*.png"))[-1]
     (DOCS / "grids").mkdir(parents=True, exist_ok=True)
     shutil.copyfile(grid, DOCS / "grids" / f"{name}.png")
@@ -86,6 +72,30 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
+
+
+def rescore_recipe(name: str, row: dict, num_samples: int, inception: bool = False) -> dict:
+    """The recorded `row` of NAME with its run evaluated again (inception: only its Inception FID
+    added); the training figures stay the old run's, eval_s says what the new evaluation took."""
+    out = OUT / name
+    steps = [json.loads(line)["step"] for line in (out / "stats.jsonl").read_text().splitlines()[-1:]] \
+        if (out / "stats.jsonl").exists() else []
+    if steps != [row["steps"]]:
+        raise SystemExit(f"--rescore {name}: {out} is not the recorded run of {row['steps']} steps "
+                         f"({'its last step is ' + str(steps[0]) if steps else 'no stats.jsonl'}); train it again")
+    t = time.perf_counter()
+    scores = add_inception(out, row.get("metrics", {}), num_samples) if inception else evaluate(out, num_samples)
+    row = {**row, "metrics": scores, "eval_s": round(time.perf_counter() - t, 1), "eval_machine": machine()}
+    print(json.dumps(row), flush=True)
+    return row
+
+
+def add_inception(run: Path, scores: dict, num_samples: int) -> dict:
+    """`scores` with the run's Inception FID added, written back to its metrics.json (which a second
+    `gankit eval` rewrites with that metric alone)."""
+    scores = {**scores, **evaluate(run, num_samples, "fid_inception")}
+    write_text_atomic(run / "metrics.json", json.dumps(scores, indent=2) + "\n")
+    return scores
 
 
 def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
@@ -108,8 +118,8 @@ def old_rows(old: str) -> dict[str, tuple[str, str]]:
 
 def widen(row: str) -> str:
     """A table row of the older layout (no Inception FID column) with that cell added, empty."""
-    cells = row.split("|")
-    return "|".join(cells[:8] + ["  "] + cells[8:]) if len(cells) == len(COLUMNS) + 1 else row
+    cells = row.split("|")  # one cell fewer than COLUMNS, and the empty strings outside the edge bars
+    return "|".join(cells[:8] + ["  "] + cells[8:]) if len(cells) == len(COLUMNS) - 1 + 2 else row
 
 
 def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list[str]:
@@ -209,8 +219,9 @@ def main() -> None:
     if args.rescore and (args.epochs or args.eval_every or args.dataset != "mnist"):
         raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every and --dataset do not apply")
     for name in args.recipes.split(","):
-        results[name] = run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples,
-                                   args.inception, args.eval_every, results[name] if args.rescore else None)
+        results[name] = rescore_recipe(name, results[name], args.num_samples, args.inception) if args.rescore else \
+            run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples, args.inception,
+                       args.eval_every)
         store.write_text(json.dumps(results, indent=2))
         doc = DOCS / "results.md"
         write_doc(doc, render_doc(results, doc.read_text() if doc.exists() else "", list(RECIPES)))
