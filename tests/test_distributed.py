@@ -14,7 +14,7 @@ def torchrun(*args):
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gankit", *args, "--device", "cpu"]
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
-    assert p.returncode == 0, p.stderr[-3000:]
+    assert p.returncode == 0, f"stdout: {p.stdout[-500:]}\nstderr: {p.stderr[-3000:]}"  # stdout: did it finish?
     return json.loads(p.stdout.strip().splitlines()[-1])  # rank 0 prints the summary
 
 

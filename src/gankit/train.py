@@ -71,11 +71,14 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
         raise GankitError("--out: a run folder is required")
     world = distributed.init("cuda" if cfg.device.startswith("cuda") or
                              (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    ok = False
     try:  # the main process holds the run folder for the whole run
         with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
-            return loop(setup(cfg, resume_from, overwrite, progress, world))
+            summary = loop(setup(cfg, resume_from, overwrite, progress, world))
+        ok = True
+        return summary
     finally:
-        distributed.shutdown(world)
+        distributed.shutdown(world, ok)
 
 
 # ---------------------------------------------------------------- the loop
