@@ -130,7 +130,7 @@ def curve(runs: dict[str, list[tuple[float, float]]], path: Path, x_label: str, 
     x_label names the machine the seconds were counted on."""
     from PIL import Image, ImageDraw
 
-    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#17becf"]
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"]
     left, top, plot_w, plot_h = 60, 20, width - 290, height - 70
     t_max = max(t for pts in runs.values() for t, _ in pts)
     lo, hi = 1.0, 1000.0  # FID axis, log scale

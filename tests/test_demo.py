@@ -257,6 +257,16 @@ def test_without_npm_or_a_folder_the_error_is_one_line(run_of, tmp_path, monkeyp
         demo(run, site, ort_dir=tmp_path / "empty")
 
 
+def test_a_cache_that_cannot_be_written_is_named(run_of, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "file" / "cache"))  # under a file: no folder can be made
+    site = tmp_path / "site"
+    with pytest.raises(GankitError, match=r"cannot write the cache folder .*file/cache/npm \(Not a directory\): "
+                                          r"set GANKIT_DATA"):
+        demo(run_of("cs231n-gan"), site)
+    assert not site.exists()
+
+
 def test_a_run_of_points_is_refused(run_of, tmp_path):
     with pytest.raises(GankitError, match="a run of 2-D points; gankit demo draws images"):
         demo(run_of("toy"), tmp_path / "site", ort_dir=tmp_path)

@@ -93,8 +93,13 @@ def ort_files(ort_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
 
 def _fetch(folder: Path, names: tuple[str, ...]) -> None:
     """npm pack the pinned onnxruntime-web, check its sha512, keep `names` from its dist/ in `folder`."""
-    folder.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=folder.parent) as tmp:
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        scratch = tempfile.TemporaryDirectory(dir=folder.parent)
+    except OSError as e:
+        raise GankitError(f"cannot write the cache folder {folder.parent} ({e.strerror}): set GANKIT_DATA to a "
+                          f"writable folder, or pass --ort-dir DIR holding onnxruntime-web's WASM build") from None
+    with scratch as tmp:
         tgz = npm_pack(ORT_PACKAGE, ORT_VERSION, ORT_SHA512, tmp, NO_NPM)
         kept = Path(tmp) / "kept"
         kept.mkdir()
