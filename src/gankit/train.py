@@ -75,7 +75,7 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
     try:  # the main process holds the run folder for the whole run
         with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
             summary = loop(setup(cfg, resume_from, overwrite, progress, world))
-        ok = True
+            ok = True  # from here every rank meets the others in shutdown's barrier
         return summary
     finally:
         distributed.shutdown(world, ok)
