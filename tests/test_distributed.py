@@ -49,3 +49,25 @@ def test_semi_supervised_run_in_two_processes(tmp_path):
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows] == [2, 4] and all(0 <= r["test_errors"] <= 10_000 for r in rows)
     assert "D_ema" in load_checkpoint(run)
+
+
+def test_a_held_run_folder_stops_every_rank(tmp_path):
+    """Another process trains in the folder: rank 0 is refused it, and rank 1 stops with the same error
+    instead of waiting for rank 0 in the first collective."""
+    run = tmp_path / "held"
+    run.mkdir()
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(run / ".gankit-lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gankit",
+               "train", "cs231n-gan", "--steps", "2", "--batch-size", "16", "--out", str(run), "--no-progress",
+               "--set", "threads=1", "--device", "cpu"]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
+    finally:
+        holder.kill()
+        holder.wait()
+    assert p.returncode != 0
+    assert p.stderr.count("another gankit process") >= 2, p.stderr[-3000:]  # one line from each rank
+    assert sorted(f.name for f in run.iterdir()) == [".gankit-lock"]  # nothing written

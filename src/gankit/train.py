@@ -72,8 +72,10 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
     world = distributed.init("cuda" if cfg.device.startswith("cuda") or
                              (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
     ok = False
-    try:  # the main process holds the run folder for the whole run
-        with RunDir(cfg.out).hold() if world.main else contextlib.nullcontext():
+    try:
+        with contextlib.ExitStack() as held:  # the main process holds the run folder for the whole run;
+            # a refusal there (another process holds it) is raised on every rank
+            distributed.first(lambda: held.enter_context(RunDir(cfg.out).hold()), world)
             summary = loop(setup(cfg, resume_from, overwrite, progress, world))
             ok = True  # from here every rank meets the others in shutdown's barrier
         return summary
