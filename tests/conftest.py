@@ -1,3 +1,7 @@
+import contextlib
+import subprocess
+import sys
+
 import pytest
 import torch
 
@@ -54,3 +58,17 @@ def tiny_run(tmp_path_factory):
         return runs[key]
 
     return get
+
+
+@contextlib.contextmanager
+def lock_held(lock):
+    """Another process holds the run folder's lock file `lock` (as a training process would) until the block ends."""
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
+                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
+                               str(lock)], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        yield
+    finally:
+        holder.kill()
+        holder.wait()

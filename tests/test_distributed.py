@@ -6,14 +6,19 @@ import sys
 
 import torch
 
+from conftest import lock_held
 from gankit.run import load_checkpoint
 
 
-def torchrun(*args):
+def launch(*args, timeout: int = 300) -> subprocess.CompletedProcess:
     # --device cpu: with "auto", both processes would pick CUDA on a machine with one GPU
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "gankit", *args, "--device", "cpu"]
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+
+
+def torchrun(*args):
+    p = launch(*args)
     assert p.returncode == 0, f"stdout: {p.stdout[-500:]}\nstderr: {p.stderr[-3000:]}"  # stdout: did it finish?
     return json.loads(p.stdout.strip().splitlines()[-1])  # rank 0 prints the summary
 
@@ -56,18 +61,9 @@ def test_a_held_run_folder_stops_every_rank(tmp_path):
     instead of waiting for rank 0 in the first collective."""
     run = tmp_path / "held"
     run.mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT); "
-                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(120)",
-                               str(run / ".gankit-lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "gankit",
-               "train", "cs231n-gan", "--steps", "2", "--batch-size", "16", "--out", str(run), "--no-progress",
-               "--set", "threads=1", "--device", "cpu"]
-        p = subprocess.run(cmd, capture_output=True, text=True, timeout=100)
-    finally:
-        holder.kill()
-        holder.wait()
+    with lock_held(run / ".gankit-lock"):
+        p = launch("train", "cs231n-gan", "--steps", "2", "--batch-size", "16", "--out", str(run), "--no-progress",
+                   "--set", "threads=1", timeout=100)
     assert p.returncode != 0
     assert p.stderr.count("another gankit process") >= 2, p.stderr[-3000:]  # one line from each rank
     assert sorted(f.name for f in run.iterdir()) == [".gankit-lock"]  # nothing written

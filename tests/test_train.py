@@ -15,6 +15,7 @@ from gankit.sample import load_generator
 from gankit.monitor import TrainingDiverged
 from gankit.train import resume, train
 
+from conftest import lock_held
 from test_recipes import small_config
 
 
@@ -240,26 +241,16 @@ def test_tensorboard_missing_is_a_clear_error(tmp_path, tiny_data, monkeypatch):
 
 
 def test_a_second_process_on_a_run_folder_is_refused(tmp_path, tiny_data):
-    import subprocess
-    import sys
-
     cfg = small_config("cs231n-gan", tmp_path)
     train(cfg, progress=False)
     run = RunDir(cfg.out)
-    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, os, sys, time; fd = os.open(sys.argv[1], os.O_RDWR); "
-                               "fcntl.flock(fd, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
-                               str(run.path / ".gankit-lock")], stdout=subprocess.PIPE, text=True)
-    try:
-        assert holder.stdout.readline().strip() == "held"
+    with lock_held(run.path / ".gankit-lock"):
         stats = run.stats.read_text()
         with pytest.raises(GankitError, match="another gankit process .* is training in this run folder"):
             resume(cfg.out, steps=4, progress=False)
         with pytest.raises(GankitError, match="another gankit process"):
             train(cfg, overwrite=True, progress=False)
         assert run.stats.read_text() == stats  # nothing written
-    finally:
-        holder.kill()
-        holder.wait()
     resume(cfg.out, steps=4, progress=False)  # the lock died with its process
     assert RunDir(cfg.out).read_stats()[-1]["step"] == 4
 
