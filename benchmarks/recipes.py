@@ -5,6 +5,7 @@ metrics and the final grid.
     python benchmarks/recipes.py --recipes cs231n-gan,wgan --epochs 2
     python benchmarks/recipes.py --recipes tlx-mlp --rescore --inception   # add its Inception FID
     python benchmarks/recipes.py --recipes mlp-gan --epochs 200 --eval-every 3000   # and its FID curve
+    python benchmarks/recipes.py --recipes wgan-gp --epochs 6 --set image_size=32   # a 64 px recipe at 32 px
 
 Each run is `gankit train RECIPE --epochs E` in a fresh process (the real CLI, defaults otherwise
 untouched), then `gankit eval RUN --num-samples 10000` (FID, IS, precision/recall and class
@@ -40,13 +41,15 @@ METRICS = ("fid", "fid_inception", "is", "precision", "recall", "modes")  # metr
 
 
 def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, inception: bool = False,
-               eval_every: int = 0) -> dict:
+               eval_every: int = 0, sets: tuple[str, ...] = ()) -> dict:
     """Train NAME and evaluate it: the row of the results file. inception adds the Inception FID
     (~20 minutes on a 2-core CPU, timed apart from the row's wall); eval_every writes FID during
-    training and draws docs/curves/NAME.png from it."""
+    training and draws docs/curves/NAME.png from it; sets are `gankit train --set` overrides
+    (e.g. image_size=32 for a 64 px recipe on a CPU), named in the row's recipe cell."""
     out = OUT / name
+    flags = (["--eval-every", str(eval_every)] if eval_every else []) + [a for s in sets for a in ("--set", s)]
     cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
-           "--out", str(out), "--overwrite", "--no-progress"] + (["--eval-every", str(eval_every)] if eval_every else [])
+           "--out", str(out), "--overwrite", "--no-progress"] + flags
     print("$", " ".join(cmd[1:]), flush=True)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True)
@@ -63,12 +66,11 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
     if eval_every:
         (DOCS / "curves").mkdir(exist_ok=True)
         curve({name: fid_over_time(out)}, DOCS / "curves" / f"{name}.png", f"training time, s ({machine()})")
-    flags = f" --eval-every {eval_every}" if eval_every else ""
-    row = {"recipe": name, "dataset": dataset, "epochs": epochs, "steps": summary["steps"],
+    row = {"recipe": name, "sets": list(sets), "dataset": dataset, "epochs": epochs, "steps": summary["steps"],
            "wall_s": round(wall, 1), "inception_s": round(time.perf_counter() - t - wall, 1) if inception else None,
            "train_s": summary["wall_s"],
            "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": scores,
-           "command": f"gankit train {name} --dataset {dataset} --epochs {epochs}{flags}", "machine": machine(),
+           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", str(epochs)] + flags), "machine": machine(),
            "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
@@ -140,7 +142,8 @@ def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list
     if not kept_only and len(by_machine) == 1:
         return [f"Machine: {next(iter(by_machine))}."]
     out = [line for line in old_lines if line.startswith("Machine: ")][:1] if kept_only else []
-    out += sorted({old_rows_of[n] for n in kept_only if n in old_rows_of})
+    kept_lines = {old_rows_of[n] for n in kept_only if n in old_rows_of}
+    out += [line for line in old_lines if line in kept_lines]  # in the old doc's order, so a re-render keeps it
     out += [f"Machine of {', '.join(f'`{n}`' for n in names)}: {m}." for m, names in by_machine.items()]
     return [line for pair in zip(out, [""] * len(out)) for line in pair][:-1]
 
@@ -175,7 +178,8 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
         floor = m if "fid_inception_floor" in m or not floor else floor
         cells = [f"{m[k]:.2f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in
                  METRICS]
-        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
+        setting = f" ({', '.join(r['sets'])})" if r.get("sets") else ""
+        lines.append(f"| `{r['recipe']}`{setting} | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
     old_floor = [widen(line) for line in old.splitlines() if line.startswith("| real vs real (floor)")][:1]
     if floor:  # a floor no new row measured (the Inception one, say) stays the old doc's
@@ -205,6 +209,8 @@ def main() -> None:
     ap.add_argument("--num-samples", type=int, default=10_000, help="images for gankit eval (default 10000)")
     ap.add_argument("--inception", action="store_true", help="also the Inception FID (~20 min per recipe on a 2-core CPU)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between FIDs during training, drawn in docs/curves/")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="passed to gankit train (repeatable), e.g. image_size=32: a 64 px recipe at 32 px on a CPU")
     ap.add_argument("--rescore", action="store_true", help="do not train: evaluate the recorded runs again "
                     "(with --inception: add their Inception FID)")
     args = ap.parse_args()
@@ -216,12 +222,16 @@ def main() -> None:
             raise SystemExit(f"--recipes: unknown recipe {name!r} (known: {', '.join(RECIPES)})")
         if args.rescore and name not in results:
             raise SystemExit(f"--rescore: {store} records no run of {name}; train it first")
-    if args.rescore and (args.epochs or args.eval_every or args.dataset != "mnist"):
-        raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every and --dataset do not apply")
+    if args.rescore and (args.epochs or args.eval_every or args.set or args.dataset != "mnist"):
+        raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every, --set and "
+                         "--dataset do not apply")
+    for s in args.set:
+        if "=" not in s:
+            raise SystemExit(f"--set {s!r}: expected KEY=VALUE, e.g. --set image_size=32")
     for name in args.recipes.split(","):
         results[name] = rescore_recipe(name, results[name], args.num_samples, args.inception) if args.rescore else \
             run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples, args.inception,
-                       args.eval_every)
+                       args.eval_every, tuple(args.set))
         store.write_text(json.dumps(results, indent=2))
         doc = DOCS / "results.md"
         write_doc(doc, render_doc(results, doc.read_text() if doc.exists() else "", list(RECIPES)))

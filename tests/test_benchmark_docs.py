@@ -50,6 +50,20 @@ def test_a_new_recipe_row_replaces_only_its_own():
     assert new[new.index(ssl_bench.BEGIN):] == DOC[DOC.index(ssl_bench.BEGIN):]  # the sections after, as they were
 
 
+def test_a_row_trained_with_set_overrides_names_them_in_its_recipe_cell_and_command():
+    from gankit.recipes import RECIPES
+
+    row = {"recipe": "dcgan64", "sets": ["image_size=32"], "dataset": "mnist", "epochs": 5, "steps": 2340,
+           "wall_s": 900.0, "train_s": 850.0, "images_per_s": 210.0, "final": {},
+           "metrics": {"fid": 9.5, "is": 8.0, "precision": 0.7, "recall": 0.5, "modes": 10, "fid_floor": 0.35},
+           "command": "gankit train dcgan64 --dataset mnist --epochs 5 --set image_size=32",
+           "machine": "a test machine", "date": "2026-01-01"}
+    new = recipes_bench.render_doc({"dcgan64": row}, DOC, list(RECIPES))
+    line, command = recipes_bench.old_rows(new)["dcgan64"]
+    assert line.startswith("| `dcgan64` (image_size=32) | 5 | 2340 |") and command.strip() == row["command"]
+    assert recipes_bench.render_doc({}, new, list(RECIPES)) == new  # kept as written once the json is gone
+
+
 def test_an_inception_fid_fills_its_cell_and_the_floor_and_a_later_row_keeps_that_floor():
     from gankit.recipes import RECIPES
 
