@@ -154,7 +154,9 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
     which benchmarks/ssl_mnist.py owns, and the folder one of benchmarks/folder64.py)."""
     lines = ["# Results: every recipe on MNIST", "",
              "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
-             "`gankit train RECIPE --epochs E` run with the recipe's own settings and `--precision auto` (bf16 autocast where the CPU has native bf16, as the machine of the older rows did; float32 on an AVX2-only CPU), "
+             "`gankit train RECIPE --epochs E` run with the recipe's own settings (but for the `--set` overrides in "
+             "brackets after a name: `image_size=32` runs a 64 px recipe at 32 px, where 64 px is too slow for a "
+             "2-core CPU) and `--precision auto` (bf16 autocast where the CPU has native bf16, float32 on an AVX2-only CPU like the one below), "
              "then `gankit eval RUN --num-samples 10000`. *images/s* counts real images through D per second "
              "of training (grids and checkpoints included); *train* is the trainer's own time; *wall* is both "
              "processes, `gankit train` (data loading included) and `gankit eval`.",
