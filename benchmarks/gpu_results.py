@@ -50,7 +50,7 @@ JOBS = [
     # r3gan-mnist reached 5.66 (seed 0, 20 epochs); cs231n-dcgan 19.0 +- 3.3 and cdcgan 26.7 +- 7.0 did not
     *[job(f"r3gan-mnist-20-s{s}", "r3gan-mnist", 20, seed=s) for s in (1, 2)],  # seed 0: r3gan-mnist-20 below
     *seeds("r3gan-fashion-20", "r3gan-mnist", 20, dataset="fashion-mnist"),
-    # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, 5-6 at 32 px on a CPU)
+    # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, 4-6 at 32 px on a CPU)
     job("wgan-gp-25", "wgan-gp", 25), job("dcgan64-25", "dcgan64", 25), job("wgan-25", "wgan", 25),
     *seeds("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
     *seeds("cs231n-dcgan-20+ema-fashion", "cs231n-dcgan", 20, dataset="fashion-mnist", sets=EMA),
