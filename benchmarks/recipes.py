@@ -1,7 +1,7 @@
 """Train every recipe on MNIST for a stated budget, evaluate it, and record wall time, images/s,
 metrics and the final grid.
 
-    python benchmarks/recipes.py                      # every recipe at the budget in BUDGET
+    python benchmarks/recipes.py                      # every recipe at the budget in BUDGET (and SETS)
     python benchmarks/recipes.py --recipes cs231n-gan,wgan --epochs 2
     python benchmarks/recipes.py --recipes tlx-mlp --rescore --inception   # add its Inception FID
     python benchmarks/recipes.py --recipes mlp-gan --epochs 200 --eval-every 3000   # and its FID curve
@@ -33,7 +33,10 @@ from ssl_mnist import BEGIN
 
 # Epochs per recipe: the seed's full budget where it fits in minutes on a 2-core CPU, else less.
 BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 60,
-          "dcgan64": 1, "wgan": 1, "wgan-gp": 1}
+          "dcgan64": 5, "wgan": 4, "wgan-gp": 6}
+# --set overrides per recipe where --set is not given: the 64 px recipes run at 32 px (an epoch at
+# 64 px takes 18-36 minutes on a 2-core AVX2 CPU in float32).
+SETS = {name: ("image_size=32",) for name in ("dcgan64", "wgan", "wgan-gp")}
 
 COLUMNS = ["recipe", "epochs", "steps", "train", "wall", "images/s", "FID", "Inception FID", "IS", "precision",
            "recall", "classes", "grid"]
@@ -70,8 +73,8 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
            "wall_s": round(wall, 1), "inception_s": round(time.perf_counter() - t - wall, 1) if inception else None,
            "train_s": summary["wall_s"],
            "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": scores,
-           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", str(epochs)] + flags), "machine": machine(),
-           "date": time.strftime("%Y-%m-%d")}
+           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", str(epochs)] + flags),
+           "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
 
@@ -212,7 +215,8 @@ def main() -> None:
     ap.add_argument("--inception", action="store_true", help="also the Inception FID (~20 min per recipe on a 2-core CPU)")
     ap.add_argument("--eval-every", type=int, default=0, help="steps between FIDs during training, drawn in docs/curves/")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                    help="passed to gankit train (repeatable), e.g. image_size=32: a 64 px recipe at 32 px on a CPU")
+                    help="passed to gankit train (repeatable), e.g. image_size=32: a 64 px recipe at 32 px on a CPU "
+                    "(default: SETS, the table's own)")
     ap.add_argument("--rescore", action="store_true", help="do not train: evaluate the recorded runs again "
                     "(with --inception: add their Inception FID)")
     args = ap.parse_args()
@@ -233,7 +237,7 @@ def main() -> None:
     for name in args.recipes.split(","):
         results[name] = rescore_recipe(name, results[name], args.num_samples, args.inception) if args.rescore else \
             run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples, args.inception,
-                       args.eval_every, tuple(args.set))
+                       args.eval_every, tuple(args.set) or SETS.get(name, ()))
         store.write_text(json.dumps(results, indent=2))
         doc = DOCS / "results.md"
         write_doc(doc, render_doc(results, doc.read_text() if doc.exists() else "", list(RECIPES)))
