@@ -73,7 +73,7 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
            "wall_s": round(wall, 1), "inception_s": round(time.perf_counter() - t - wall, 1) if inception else None,
            "train_s": summary["wall_s"],
            "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": scores,
-           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", str(epochs)] + flags),
+           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", f"{epochs:g}"] + flags),
            "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row
