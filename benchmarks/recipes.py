@@ -205,6 +205,8 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
 
 
 def main() -> None:
+    from gankit.config import parse_sets
+    from gankit.errors import GankitError
     from gankit.recipes import RECIPES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -231,9 +233,10 @@ def main() -> None:
     if args.rescore and (args.epochs or args.eval_every or args.set or args.dataset != "mnist"):
         raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every, --set and "
                          "--dataset do not apply")
-    for s in args.set:
-        if "=" not in s:
-            raise SystemExit(f"--set {s!r}: expected KEY=VALUE, e.g. --set image_size=32")
+    try:  # a bad --set stops here, before a long run, with gankit train's own message
+        parse_sets(args.set)
+    except GankitError as e:
+        raise SystemExit(str(e)) from None
     for name in args.recipes.split(","):
         results[name] = rescore_recipe(name, results[name], args.num_samples, args.inception) if args.rescore else \
             run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples, args.inception,

@@ -195,6 +195,12 @@ def main() -> None:
     if args.write_doc:
         update_doc()
         return
+    from gankit.config import parse_sets
+    from gankit.errors import GankitError
+    try:  # a bad --set stops here, before the first run, with gankit train's own message
+        parse_sets(args.set)
+    except GankitError as e:
+        raise SystemExit(str(e)) from None
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = (False,) if args.no_baseline else (False, True)
     plan = [("improved-gan", s, args.epochs, b) for b in variants for s in seeds]

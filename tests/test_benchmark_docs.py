@@ -89,3 +89,14 @@ def test_a_row_of_the_older_layout_gets_an_empty_inception_cell():
     cells = [c.strip() for c in recipes_bench.widen(old).split("|")[1:-1]]
     assert len(cells) == len(recipes_bench.COLUMNS) and cells[6:9] == ["115.98", "", "1.99"]
     assert recipes_bench.widen(recipes_bench.widen(old)) == recipes_bench.widen(old)
+
+
+@pytest.mark.parametrize("script", ["recipes.py", "ssl_mnist.py"])
+def test_a_bad_set_stops_the_benchmark_before_any_run_with_the_item_named(script):
+    import subprocess  # gankit.config.parse_sets checks the key and value (its own test: tests/test_cli.py)
+
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), "--set", "imagesize=32"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert "--set imagesize=...: unknown config field" in p.stderr
+    assert "$ " not in p.stdout  # no gankit train was started

@@ -8,6 +8,7 @@ import pytest
 from PIL import Image
 
 from gankit.cli import main
+from gankit.errors import GankitError
 
 
 def gankit(*args, check=True):
@@ -143,3 +144,15 @@ def test_set_takes_a_list_with_or_without_brackets(text):
 
     assert parse_value("betas_d", text) == [0.5, 0.999]
     assert parse_value("eval_metrics", "[fid, is]") == ["fid", "is"]
+
+
+def test_set_items_parse_into_overrides_and_a_bad_one_is_named():
+    from gankit.config import parse_sets
+
+    assert parse_sets(["image_size=32", "betas_d=0.5,0.9", "lr_g=1e-3"]) == {
+        "image_size": 32, "betas_d": [0.5, 0.9], "lr_g": 1e-3}
+    assert parse_sets(["image_size=32", "image_size=none"]) == {"image_size": None}  # the last one wins
+    with pytest.raises(GankitError, match="--set image_size: expected KEY=VALUE"):
+        parse_sets(["image_size"])
+    with pytest.raises(GankitError, match="--set lr_g=fast: expected float"):
+        parse_sets(["lr_g=fast"])

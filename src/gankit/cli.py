@@ -151,19 +151,14 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _overrides(args) -> dict:
-    from gankit.config import parse_value
+    from gankit.config import parse_sets
 
     o = {field: getattr(args, field) for _, field, _ in TRAIN_FLAGS if getattr(args, field) is not None}
     if args.labels_per_class is not None:  # one kind of labelled subset replaces the recipe's other kind
         o.setdefault("label_rate", 0.0)
     if args.label_rate is not None:
         o.setdefault("labels_per_class", 0)
-    for item in args.set:
-        key, eq, value = item.partition("=")
-        if not eq:
-            raise GankitError(f"--set {item}: expected KEY=VALUE")
-        o[key] = parse_value(key, value)
-    return o
+    return {**o, **parse_sets(args.set)}
 
 
 def cmd_recipes(args) -> None:

@@ -156,6 +156,17 @@ def parse_value(key: str, text: str) -> Any:
         raise GankitError(f"--set {key}={text}: expected {kind}") from None
 
 
+def parse_sets(items: list[str]) -> dict[str, Any]:
+    """Parse repeated ``--set key=value`` items into overrides; the error names the item."""
+    out = {}
+    for item in items:
+        key, eq, value = item.partition("=")
+        if not eq:
+            raise GankitError(f"--set {item}: expected KEY=VALUE, e.g. --set image_size=32")
+        out[key] = parse_value(key, value)
+    return out
+
+
 def with_data(cfg: Config, data) -> Config:
     """A copy of cfg recording the sample shape and class count of `data` (a gankit.data.Dataset):
     what the networks are built for, and what a checkpoint needs to rebuild them."""
