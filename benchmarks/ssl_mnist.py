@@ -4,6 +4,7 @@ labels, each beside the supervised-only baseline on the same labelled subset.
     python benchmarks/ssl_mnist.py --seeds 0,1,2 --epochs 20                  # improved-gan on this CPU
     python benchmarks/ssl_mnist.py --device cuda --jobs 8 --epochs 40 --ssgan-epochs 8
     python benchmarks/ssl_mnist.py --device cuda --jobs 3 --resume-epochs 100    # continue those GAN runs
+    python benchmarks/ssl_mnist.py --seeds 0 --epochs 0 --ssgan-epochs 1      # ssgan alone, one epoch
     python benchmarks/ssl_mnist.py --write-doc                                # docs/results.md from all results
 
 Every run is the real CLI in a fresh process: `gankit train RECIPE --data-seed S --seed S --epochs E`
@@ -177,7 +178,8 @@ def render_block(res: dict) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2", help="data seeds for improved-gan (comma-separated)")
-    ap.add_argument("--epochs", type=float, default=20, help="improved-gan epochs per run (the paper: 300)")
+    ap.add_argument("--epochs", type=float, default=20, help="improved-gan epochs per run (the paper: 300; 0: "
+                    "skip improved-gan, e.g. to run only ssgan)")
     ap.add_argument("--ssgan-epochs", type=float, default=0, help="also run ssgan (20%% labels, data seed of the "
                     "first --seeds) for this many epochs; 0: skip")
     ap.add_argument("--device", default="cpu")
@@ -203,11 +205,13 @@ def main() -> None:
         raise SystemExit(str(e)) from None
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = (False,) if args.no_baseline else (False, True)
-    plan = [("improved-gan", s, args.epochs, b) for b in variants for s in seeds]
+    plan = [("improved-gan", s, args.epochs, b) for b in variants for s in seeds if args.epochs]
     if args.ssgan_epochs:
         plan += [("ssgan", seeds[0], args.ssgan_epochs, b) for b in variants]
     if args.resume_epochs:
         plan = [("improved-gan", s, args.resume_epochs, False) for s in seeds]
+    if not plan:
+        raise SystemExit("--epochs 0 skips improved-gan: give --ssgan-epochs too, or there is nothing to run")
     dev = args.device.split(":")[0]
     res = {**provenance(), "device": "a GPU" if dev == "cuda" else "a CPU", "jobs": args.jobs, "runs": []}
     OUT.mkdir(parents=True, exist_ok=True)
@@ -215,7 +219,8 @@ def main() -> None:
     res["settings"] = args.set
     res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision,
                           sets=tuple(args.set), tag=tag)
-    name = f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}{f'-{tag}' if tag else ''}.json"
+    name = (f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}{f'-{tag}' if tag else ''}"
+            f"{'-ssgan' if not args.epochs else ''}.json")  # never overwrite the improved-gan results
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"wrote {OUT / name}")
 
