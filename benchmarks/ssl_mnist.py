@@ -6,6 +6,7 @@ labels, each beside the supervised-only baseline on the same labelled subset.
     python benchmarks/ssl_mnist.py --device cuda --jobs 3 --resume-epochs 100    # continue those GAN runs
     python benchmarks/ssl_mnist.py --seeds 0 --epochs 0 --ssgan-epochs 1      # ssgan alone, one epoch
     python benchmarks/ssl_mnist.py --write-doc                                # docs/results.md from all results
+    python benchmarks/ssl_mnist.py --confusion RUN                            # which classes a run mixes up
 
 Every run is the real CLI in a fresh process: `gankit train RECIPE --data-seed S --seed S --epochs E`
 (and the same with `--baseline`). Test errors are counted by the trainer on the whole MNIST test
@@ -175,6 +176,32 @@ def render_block(res: dict) -> str:
     return "\n".join(lines)
 
 
+def confusion(run: str) -> None:
+    """Print the test-split confusion matrix of a semi-supervised run's tested classifier and its
+    largest mix-ups: the classes that merged, which the error count alone does not show."""
+    from gankit.config import is_semi_supervised
+    from gankit.data import load_split
+    from gankit.errors import GankitError
+    from gankit.evaluate import load_networks
+    from gankit.metrics.accuracy import confusion_matrix
+
+    try:
+        _, D, cfg = load_networks(run, "cpu")  # D: the moving average where the run keeps one, as tested
+    except GankitError as e:
+        raise SystemExit(f"--confusion: {e}") from None
+    if not is_semi_supervised(cfg):
+        raise SystemExit(f"--confusion {run}: not a semi-supervised run ({cfg.recipe} without labels)")
+    test = load_split(cfg, "test")
+    cm = confusion_matrix(D, test.x, test.y, cfg.num_classes)
+    print(f"{run}: {int(cm.sum() - cm.trace())} test errors; rows: true class, columns: the classifier's")
+    print("      " + "".join(f"{k:>6}" for k in range(len(cm))))
+    for k, row in enumerate(cm.tolist()):
+        print(f"{k:>6}" + "".join(f"{v:>6}" for v in row))
+    off = [(int(cm[t, p]), t, p) for t in range(len(cm)) for p in range(len(cm)) if t != p]
+    print("largest mix-ups: " + ", ".join(f"{n} of {int(cm[t].sum())} {t}s called {p}"
+                                          for n, t, p in sorted(off, reverse=True)[:3]))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--seeds", default="0,1,2", help="data seeds for improved-gan (comma-separated)")
@@ -193,7 +220,13 @@ def main() -> None:
     ap.add_argument("--resume-epochs", type=float, help="instead: continue the improved-gan runs (not the baselines) "
                     "of --seeds on --device to this many epochs (gankit train --resume); -> ssl-DEVICE-eN.json")
     ap.add_argument("--write-doc", action="store_true", help="only rewrite docs/results.md from the results so far")
+    ap.add_argument("--confusion", metavar="RUN", nargs="+", help="only print the test confusion matrix of these "
+                    "run folders (e.g. benchmarks/out/ssl-cpu/improved-gan-labels50-seed0)")
     args = ap.parse_args()
+    if args.confusion:
+        for run in args.confusion:
+            confusion(run)
+        return
     if args.write_doc:
         update_doc()
         return

@@ -100,3 +100,12 @@ def test_a_bad_set_stops_the_benchmark_before_any_run_with_the_item_named(script
     assert p.returncode == 1
     assert "--set imagesize=...: unknown config field" in p.stderr
     assert "$ " not in p.stdout  # no gankit train was started
+
+
+def test_confusion_of_a_missing_run_is_one_line_naming_it(tmp_path):
+    import subprocess
+
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ssl_mnist.py"), "--confusion", str(tmp_path / "nope")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert p.stderr.strip() == f"--confusion: {tmp_path / 'nope'}: no such run folder or checkpoint file"

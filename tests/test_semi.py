@@ -10,7 +10,7 @@ from gankit import cli
 from gankit.errors import GankitError
 from gankit.evaluate import evaluate_run
 from gankit.losses import feature_matching, real_logit, ssl_entropy, ssl_generator, ssl_supervised, ssl_unsupervised
-from gankit.metrics.accuracy import classifier_accuracy
+from gankit.metrics.accuracy import classifier_accuracy, confusion_matrix
 from gankit.nets.ssl import ImprovedGANDiscriminator, ImprovedGANGenerator, SSGANDiscriminator, SSGANGenerator, \
     WeightNormLinear
 from gankit.recipes import RECIPES
@@ -101,20 +101,32 @@ def test_ema_warms_up_and_copies_buffers():
     assert torch.equal(D_ema.running_mean, D.running_mean)
 
 
+class _FirstPixelClass(torch.nn.Module):  # predicts class = first pixel value, with a huge fake logit to ignore
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, x):
+        k = ((x[:, 0, 0, 0] + 1) * 127.5).round().long()
+        return torch.cat([torch.nn.functional.one_hot(k, 10).float(), torch.full((len(x), 1), 50.0)], 1)
+
+
 def test_classifier_accuracy_counts_errors_over_the_real_classes():
-    class Fixed(torch.nn.Module):  # predicts class = first pixel value, with a huge fake logit to ignore
-        def __init__(self):
-            super().__init__()
-            self.w = torch.nn.Parameter(torch.zeros(()))
-
-        def forward(self, x):
-            k = ((x[:, 0, 0, 0] + 1) * 127.5).round().long()
-            return torch.cat([torch.nn.functional.one_hot(k, 10).float(), torch.full((len(x), 1), 50.0)], 1)
-
     x = torch.zeros(7, 1, 2, 2, dtype=torch.uint8)
     x[:, 0, 0, 0] = torch.tensor([0, 1, 2, 3, 4, 5, 6])
     y = torch.tensor([0, 1, 2, 3, 4, 9, 9])
-    assert classifier_accuracy(Fixed(), x, y, batch_size=3) == {"test_acc": 5 / 7, "test_errors": 2}
+    assert classifier_accuracy(_FirstPixelClass(), x, y, batch_size=3) == {"test_acc": 5 / 7, "test_errors": 2}
+
+
+def test_confusion_matrix_puts_true_classes_in_rows_and_d_s_classes_in_columns():
+    x = torch.zeros(6, 1, 2, 2, dtype=torch.uint8)
+    x[:, 0, 0, 0] = torch.tensor([9, 9, 9, 4, 0, 1])  # D's classes
+    y = torch.tensor([4, 4, 9, 4, 0, 0])  # two 4s merged into 9, a 0 called 1
+    cm = confusion_matrix(_FirstPixelClass(), x, y, num_classes=10, batch_size=4)
+    expected = torch.zeros(10, 10, dtype=torch.int64)
+    expected[4, 9], expected[9, 9], expected[4, 4], expected[0, 0], expected[0, 1] = 2, 1, 1, 1, 1
+    assert torch.equal(cm, expected)
+    assert int(cm.sum() - cm.trace()) == classifier_accuracy(_FirstPixelClass(), x, y)["test_errors"]
 
 
 # ---------------------------------------------------------------- training
