@@ -26,6 +26,11 @@ OUT = ROOT / "benchmarks" / "out"
 DOCS = ROOT / "docs"
 
 
+def epochs_arg(epochs: float) -> str:
+    """`--epochs` as given to gankit train and shown in commands: 5.0 -> "5", a fraction exactly (1/3 -> repr)."""
+    return str(int(epochs)) if float(epochs).is_integer() else repr(float(epochs))
+
+
 def machine() -> str:
     """This machine in one line for a results file or a doc header: the CPU, what it runs natively,
     its cores, torch and its threads, and the GPU where CUDA is available, e.g.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gankit.files import write_text_atomic
 
-from common import DOCS, OUT, curve, fid_over_time, machine, notes, write_doc
+from common import DOCS, OUT, curve, epochs_arg, fid_over_time, machine, notes, write_doc
 from folder64 import BEGIN as FOLDER_BEGIN
 from ssl_mnist import BEGIN
 
@@ -51,7 +51,7 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
     (e.g. image_size=32 for a 64 px recipe on a CPU), named in the row's recipe cell."""
     out = OUT / name
     flags = (["--eval-every", str(eval_every)] if eval_every else []) + [a for s in sets for a in ("--set", s)]
-    cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", str(epochs),
+    cmd = [sys.executable, "-m", "gankit", "train", name, "--dataset", dataset, "--epochs", epochs_arg(epochs),
            "--out", str(out), "--overwrite", "--no-progress"] + flags
     print("$", " ".join(cmd[1:]), flush=True)
     t = time.perf_counter()
@@ -73,7 +73,7 @@ def run_recipe(name: str, epochs: float, dataset: str, num_samples: int, incepti
            "wall_s": round(wall, 1), "inception_s": round(time.perf_counter() - t - wall, 1) if inception else None,
            "train_s": summary["wall_s"],
            "images_per_s": summary["images_per_s"], "final": summary["final"], "metrics": scores,
-           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", f"{epochs:g}"] + flags),
+           "command": " ".join(["gankit train", name, "--dataset", dataset, "--epochs", epochs_arg(epochs)] + flags),
            "machine": machine(), "date": time.strftime("%Y-%m-%d")}
     print(json.dumps(row), flush=True)
     return row

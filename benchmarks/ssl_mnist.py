@@ -28,16 +28,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import DOCS, OUT, notes, provenance, with_section, write_doc
+from common import DOCS, OUT, epochs_arg, notes, provenance, with_section, write_doc
 
 RESULTS = DOCS / "results.md"
 BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
 # Published test errors of 10,000 (mean ± sd over labelled subsets) on permutation-invariant MNIST, by labels.
 REFERENCES = [
-    (100, "Improved GAN (Salimans et al. 2016, Table 1; 300 epochs)", "93 ± 6.5 (0.93%)"),
-    (100, "Bad GAN (Dai et al. 2017, Table 1; its runs were chosen by test error)", "79.5 ± 9.8"),
+    (100, "Improved GAN (Salimans et al. 2016, Table 1; 300 epochs)", "93 ± 6.5 (0.93 ± 0.065%)"),
+    (100, "Triple-GAN (Li et al. 2017)", "91 ± 58 (0.91 ± 0.58%)"),
+    (100, "Bad GAN (Dai et al. 2017, Table 1; its runs were chosen by test error)", "79.5 ± 9.8 (0.795 ± 0.098%)"),
     (50, "Improved GAN (as above)", "221 ± 136 (2.21 ± 1.36%)"),
-    (50, "Triple-GAN (Li et al. 2017)", "156 ± 72 (1.56 ± 0.72%)"),
+    (50, "Triple-GAN (as above)", "156 ± 72 (1.56 ± 0.72%)"),
     (20, "Improved GAN (as above)", "1,677 ± 452 (16.77 ± 4.52%)"),
     (20, "Triple-GAN (as above)", "481 ± 495 (4.81 ± 4.95%)"),
 ]
@@ -46,11 +47,11 @@ REFERENCES = [
 def gankit_train(recipe: str, seed: int, epochs: float, device: str, baseline: bool, out: Path,
                  resume: bool = False, precision: str | None = None, sets: tuple[str, ...] = ()) -> subprocess.Popen:
     if resume:  # the run's own config (precision and settings included), trained on to `epochs`
-        cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", f"{epochs:g}",
+        cmd = [sys.executable, "-m", "gankit", "train", "--resume", str(out), "--epochs", epochs_arg(epochs),
                "--device", device, "--no-progress"]
     else:
         cmd = [sys.executable, "-m", "gankit", "train", recipe, "--data-seed", str(seed), "--seed", str(seed),
-               "--epochs", f"{epochs:g}", "--device", device, "--out", str(out), "--overwrite", "--no-progress",
+               "--epochs", epochs_arg(epochs), "--device", device, "--out", str(out), "--overwrite", "--no-progress",
                *(["--precision", precision] if precision else []), *(a for item in sets for a in ("--set", item)),
                *(["--baseline"] if baseline else [])]
     print("$ gankit", " ".join(cmd[3:]), flush=True)
@@ -253,7 +254,7 @@ def main() -> None:
     res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision,
                           sets=tuple(args.set), tag=tag)
     name = (f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}{f'-{tag}' if tag else ''}"
-            f"{'-ssgan' if not args.epochs else ''}.json")  # never overwrite the improved-gan results
+            f"{'-ssgan' if not args.epochs and not args.resume_epochs else ''}.json")  # never overwrite the improved-gan results
     (OUT / name).write_text(json.dumps(res, indent=2))
     print(f"wrote {OUT / name}")
 

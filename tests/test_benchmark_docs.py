@@ -109,3 +109,19 @@ def test_confusion_of_a_missing_run_is_one_line_naming_it(tmp_path):
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert p.stderr.strip() == f"--confusion: {tmp_path / 'nope'}: no such run folder or checkpoint file"
+
+
+def test_epochs_are_passed_and_shown_whole_or_exact():
+    from common import epochs_arg
+
+    assert [epochs_arg(e) for e in (5.0, 20, 0.5, 1 / 3)] == ["5", "20", "0.5", repr(1 / 3)]
+    assert float(epochs_arg(1 / 3)) == 1 / 3  # the run trains the budget asked for
+
+
+def test_ssl_benchmark_with_nothing_to_run_says_so():
+    import subprocess
+
+    p = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "ssl_mnist.py"), "--epochs", "0"],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 1
+    assert "--epochs 0 skips improved-gan: give --ssgan-epochs too" in p.stderr

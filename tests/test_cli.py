@@ -156,3 +156,10 @@ def test_set_items_parse_into_overrides_and_a_bad_one_is_named():
         parse_sets(["image_size"])
     with pytest.raises(GankitError, match="--set lr_g=fast: expected float"):
         parse_sets(["lr_g=fast"])
+
+
+def test_a_set_item_overrides_the_flag_for_the_same_field():
+    from gankit.cli import _overrides, _parser
+
+    args = _parser().parse_args(["train", "toy", "--batch-size", "64", "--set", "batch_size=32", "--seed", "3"])
+    assert _overrides(args) == {"batch_size": 32, "seed": 3}

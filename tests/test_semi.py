@@ -127,6 +127,8 @@ def test_confusion_matrix_puts_true_classes_in_rows_and_d_s_classes_in_columns()
     expected[4, 9], expected[9, 9], expected[4, 4], expected[0, 0], expected[0, 1] = 2, 1, 1, 1, 1
     assert torch.equal(cm, expected)
     assert int(cm.sum() - cm.trace()) == classifier_accuracy(_FirstPixelClass(), x, y)["test_errors"]
+    with pytest.raises(ValueError, match="labels run from -1 to 4, outside the 10 classes"):
+        confusion_matrix(_FirstPixelClass(), x, torch.tensor([4, 4, -1, 4, 0, 0]), num_classes=10)
 
 
 # ---------------------------------------------------------------- training

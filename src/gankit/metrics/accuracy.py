@@ -46,5 +46,8 @@ def confusion_matrix(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, num_c
     fail, whole classes land on another one (class merging), which the error count alone hides."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"confusion_matrix: {len(x)} images and {len(y)} labels")
+    if int(y.min()) < 0 or int(y.max()) >= num_classes:
+        raise ValueError(f"confusion_matrix: labels run from {int(y.min())} to {int(y.max())}, "
+                         f"outside the {num_classes} classes 0..{num_classes - 1}")
     pred = predictions(D, x, batch_size).cpu()
     return torch.bincount(y.cpu() * num_classes + pred, minlength=num_classes ** 2).view(num_classes, num_classes)
