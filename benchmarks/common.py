@@ -31,6 +31,17 @@ def epochs_arg(epochs: float) -> str:
     return str(int(epochs)) if float(epochs).is_integer() else repr(float(epochs))
 
 
+def check_sets(items: list[str]) -> None:
+    """Stop with gankit train's own one-line message where a --set item is bad, before any run starts."""
+    from gankit.config import parse_sets
+    from gankit.errors import GankitError
+
+    try:
+        parse_sets(items)
+    except GankitError as e:
+        raise SystemExit(str(e)) from None
+
+
 def machine() -> str:
     """This machine in one line for a results file or a doc header: the CPU, what it runs natively,
     its cores, torch and its threads, and the GPU where CUDA is available, e.g.

@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gankit.files import write_text_atomic
 
-from common import DOCS, OUT, curve, epochs_arg, fid_over_time, machine, notes, write_doc
+from common import DOCS, OUT, check_sets, curve, epochs_arg, fid_over_time, machine, notes, write_doc
 from folder64 import BEGIN as FOLDER_BEGIN
 from ssl_mnist import BEGIN
 
@@ -205,8 +205,6 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
 
 
 def main() -> None:
-    from gankit.config import parse_sets
-    from gankit.errors import GankitError
     from gankit.recipes import RECIPES
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,10 +231,7 @@ def main() -> None:
     if args.rescore and (args.epochs or args.eval_every or args.set or args.dataset != "mnist"):
         raise SystemExit("--rescore evaluates the recorded runs as they are: --epochs, --eval-every, --set and "
                          "--dataset do not apply")
-    try:  # a bad --set stops here, before a long run, with gankit train's own message
-        parse_sets(args.set)
-    except GankitError as e:
-        raise SystemExit(str(e)) from None
+    check_sets(args.set)
     for name in args.recipes.split(","):
         results[name] = rescore_recipe(name, results[name], args.num_samples, args.inception) if args.rescore else \
             run_recipe(name, args.epochs or BUDGET.get(name, 1), args.dataset, args.num_samples, args.inception,

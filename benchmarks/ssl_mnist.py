@@ -28,7 +28,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from common import DOCS, OUT, epochs_arg, notes, provenance, with_section, write_doc
+from common import DOCS, OUT, check_sets, epochs_arg, notes, provenance, with_section, write_doc
 
 RESULTS = DOCS / "results.md"
 BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
@@ -231,12 +231,7 @@ def main() -> None:
     if args.write_doc:
         update_doc()
         return
-    from gankit.config import parse_sets
-    from gankit.errors import GankitError
-    try:  # a bad --set stops here, before the first run, with gankit train's own message
-        parse_sets(args.set)
-    except GankitError as e:
-        raise SystemExit(str(e)) from None
+    check_sets(args.set)
     seeds = [int(s) for s in args.seeds.split(",")]
     variants = (False,) if args.no_baseline else (False, True)
     plan = [("improved-gan", s, args.epochs, b) for b in variants for s in seeds if args.epochs]

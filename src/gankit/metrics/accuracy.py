@@ -35,8 +35,8 @@ def classifier_accuracy(D: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, ba
     """Accuracy and error count of D's predictions() on x against y (int64 labels, (N,))."""
     if len(x) != len(y) or len(x) == 0:
         raise ValueError(f"classifier_accuracy: {len(x)} images and {len(y)} labels")
-    right = int((predictions(D, x, batch_size, amp) == y.to(next(D.parameters()).device)).sum())
-    n = len(x)
+    pred = predictions(D, x, batch_size, amp)
+    right, n = int((pred == y.to(pred.device)).sum()), len(x)
     return {"test_acc": right / n, "test_errors": n - right}
 
 
