@@ -26,9 +26,11 @@ import json
 import statistics
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 from common import DOCS, OUT, check_sets, epochs_arg, notes, provenance, with_section, write_doc
+from gankit.files import write_text_atomic
 
 RESULTS = DOCS / "results.md"
 BEGIN, END = "<!-- semi-supervised: written by benchmarks/ssl_mnist.py -->", "<!-- end semi-supervised -->"
@@ -75,7 +77,9 @@ def collect(p: subprocess.Popen, recipe: str, seed: int, epochs: float, baseline
 
 
 def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, resume: bool = False,
-            precision: str | None = None, sets: tuple[str, ...] = (), tag: str = "") -> list[dict]:
+            precision: str | None = None, sets: tuple[str, ...] = (), tag: str = "",
+            done: Callable[[list[dict]], None] = lambda rows: None) -> list[dict]:
+    """Train the plan, `jobs` runs at a time; `done(rows so far)` after each batch."""
     rows, pending = [], list(plan)
     while pending:
         batch, pending = pending[:jobs], pending[jobs:]
@@ -86,6 +90,7 @@ def run_all(plan: list[tuple[str, int, float, bool]], device: str, jobs: int, re
             started.append((gankit_train(recipe, seed, epochs, device, baseline, out, resume, precision, sets), recipe,
                             seed, epochs, baseline, out))
         rows += [collect(*s) for s in started]
+        done(rows)
     return rows
 
 
@@ -246,12 +251,15 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     tag = "-".join(filter(None, [args.precision, args.tag or "-".join(i.partition("=")[0] for i in args.set)]))
     res["settings"] = args.set
-    res["runs"] = run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision,
-                          sets=tuple(args.set), tag=tag)
     name = (f"ssl-{dev}{f'-e{args.resume_epochs:g}' if args.resume_epochs else ''}{f'-{tag}' if tag else ''}"
             f"{'-ssgan' if not args.epochs and not args.resume_epochs else ''}.json")  # never overwrite the improved-gan results
-    (OUT / name).write_text(json.dumps(res, indent=2))
-    print(f"wrote {OUT / name}")
+
+    def save(rows: list[dict]) -> None:  # after every batch: a run stopped part-way keeps the runs that finished
+        write_text_atomic(OUT / name, json.dumps({**res, "runs": rows}, indent=2))
+        print(f"wrote {OUT / name} ({len(rows)} of {len(plan)} runs)", flush=True)
+
+    run_all(plan, args.device, args.jobs, resume=bool(args.resume_epochs), precision=args.precision,
+            sets=tuple(args.set), tag=tag, done=save)
 
 
 if __name__ == "__main__":

@@ -125,3 +125,21 @@ def test_ssl_benchmark_with_nothing_to_run_says_so():
                        capture_output=True, text=True, timeout=120)
     assert p.returncode == 1
     assert "--epochs 0 skips improved-gan: give --ssgan-epochs too" in p.stderr
+
+
+def test_ssl_benchmark_stopped_part_way_keeps_the_runs_that_finished(tmp_path, monkeypatch):
+    import json
+
+    def fake_collect(p, recipe, seed, epochs, baseline, out):
+        if seed == 1:
+            raise SystemExit("improved-gan seed 1 failed")
+        return {"recipe": recipe, "seed": seed, "test_errors": 100 + seed}
+
+    monkeypatch.setattr(ssl_bench, "OUT", tmp_path)
+    monkeypatch.setattr(ssl_bench, "gankit_train", lambda *a, **k: None)
+    monkeypatch.setattr(ssl_bench, "collect", fake_collect)
+    monkeypatch.setattr(sys, "argv", ["ssl_mnist.py", "--seeds", "0,1", "--epochs", "2", "--no-baseline"])
+    with pytest.raises(SystemExit, match="seed 1 failed"):
+        ssl_bench.main()
+    saved = json.loads((tmp_path / "ssl-cpu.json").read_text())
+    assert [r["seed"] for r in saved["runs"]] == [0] and saved["command"].startswith("python")
