@@ -15,7 +15,8 @@ moving average of D); the number reported is the one after the last epoch, never
 seen, since choosing by test error would be training on the test set. Wall time is the trainer's
 own (training plus its per-epoch test). With --jobs N > 1, N runs share the device at once (for a
 GPU, whose small-batch runs leave it mostly idle), so each run's time is that of a shared device.
-Results accumulate in benchmarks/out/ssl-DEVICE.json; --write-doc rewrites the semi-supervised
+Results accumulate in benchmarks/out/ssl-DEVICE.json, rewritten after every run (or batch of --jobs
+runs), so a benchmark stopped part-way keeps what finished; --write-doc rewrites the semi-supervised
 section of docs/results.md from every such file. Run one benchmark at a time on a small CPU.
 """
 
