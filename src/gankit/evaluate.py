@@ -16,11 +16,18 @@ float64 mean/covariance and k-NN radii, the floors) is computed once and cached 
 cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, the
 evaluator's sha256 and num_samples; fid_inception's by dataset, num_samples, a sha1 of the real
 images' bytes, the Inception network's sha1 and the precision of its features.
+
+A folder of images ("folder:PATH") has no evaluator and no held-out split: it takes fid_inception
+alone, against the folder's own images (all of them, or a seeded subset of num_samples where it
+holds more), loaded at the generated images' size and channels, as StyleGAN and most GAN papers
+score a dataset without a test split. It has no floor (no second set of real images to make one);
+num_real says how many real images the statistics came from.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
 import sys
@@ -61,15 +68,22 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     METRICS, a list or a comma-separated string. evaluator: use this Evaluator instead of the
     packaged one of `dataset`. data_dir: where gankit.data finds the dataset's files.
     Returns a flat dict: dataset, num_samples, evaluator (sha256 prefix), then each metric's keys
-    and their _floor twins (see the module docstring).
+    and their _floor twins (see the module docstring). dataset "folder:PATH" takes fid_inception
+    alone, against the folder's images, and gives num_real in place of a floor.
     """
     names = _parse_metrics(metrics)
     if any(METRICS[n].needs == "classifier" for n in names):
         raise GankitError("evaluate: accuracy scores a semi-supervised run's classifier, not images; "
                           "use evaluate_run (gankit eval RUN)")
-    if dataset not in DATASETS:
-        raise GankitError(f"evaluate: no evaluator for dataset {dataset!r}: supported are {', '.join(DATASETS)} "
-                          f"(for 2-D toy sets use gankit.metrics.mode_coverage)")
+    folder = isinstance(dataset, str) and dataset.startswith("folder:")
+    if dataset not in DATASETS and not folder:
+        raise GankitError(f"evaluate: no evaluator for dataset {dataset!r}: supported are {', '.join(DATASETS)}, "
+                          f"and folder:PATH for fid_inception (for 2-D toy sets use gankit.metrics.mode_coverage)")
+    evaluator_metrics = [n for n in names if METRICS[n].needs == "evaluator"]
+    if folder and evaluator_metrics:
+        raise GankitError(f"evaluate: {', '.join(evaluator_metrics)} need gankit's evaluator, which knows only "
+                          f"{' and '.join(DATASETS)}; a folder of images ({dataset}) is scored with fid_inception "
+                          f"alone (gankit eval RUN --metrics fid_inception)")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < MIN_SAMPLES:
         raise GankitError(f"num_samples must be an integer >= {MIN_SAMPLES}, got {num_samples!r}")
     dev = pick_device(device)
@@ -78,14 +92,21 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
 
     ev, ref = None, None
-    evaluator_metrics = [n for n in names if METRICS[n].needs == "evaluator"]
     if evaluator_metrics:
         ev = evaluator or Evaluator.load(dataset, dev)
         if ev.dataset != dataset:
             raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
         result["evaluator"] = ev.sha256[:12]
         ref = _evaluator_reference(ev, dataset, num_samples, cache, data_dir, progress)
-    inc_ref = _inception_reference(dataset, num_samples, dev, cache, data_dir, progress) if "fid_inception" in names else None
+    inc_ref = None
+    if "fid_inception" in names:
+        if folder:  # the real side is loaded at the generated images' shape, so look at the first batch
+            first = next(batches)
+            batches = itertools.chain([first], batches)
+            real = {"folder": folder_images(dataset, num_samples, first.shape[1], first.shape[-1])}
+        else:
+            real = {split: real_images(dataset, split, num_samples, data_dir) for split in ("test", "train")}
+        inc_ref = _inception_reference(dataset, real, num_samples, dev, cache, progress)
 
     # One pass over the generated images feeds every feature extractor: nothing is stored but features.
     stats, inc_stats, feats, logits = RunningStats(), RunningStats(), [], []
@@ -107,7 +128,10 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
             result[key], result[key + "_floor"] = value, ref["floor"][key]
     if inc_ref is not None:
         result["fid_inception"] = frechet_distance(*inc_stats.compute(), inc_ref["mu"], inc_ref["sigma"])
-        result["fid_inception_floor"] = inc_ref["floor"]["fid_inception"]
+        if folder:
+            result["num_real"] = inc_ref["num_real"]
+        else:
+            result["fid_inception_floor"] = inc_ref["floor"]["fid_inception"]
     return result
 
 
@@ -127,6 +151,7 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     G, D, cfg = load_networks(run_or_checkpoint, device, ema)  # D: the tested weights (a moving average if kept)
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
+            else ["fid_inception"] if (dataset or cfg.dataset).startswith("folder:") \
             else [*DEFAULT_METRICS, "class_acc"] if cfg.conditional else DEFAULT_METRICS
     names = _parse_metrics(metrics)
     result: dict[str, Any] = {}
@@ -162,6 +187,18 @@ def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None
         raise GankitError(f"num_samples {num_samples} exceeds the {len(data.x)} images of the {dataset} {split} split")
     pick = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
     return (data.x[pick], data.y[pick]) if labels else data.x[pick]
+
+
+def folder_images(dataset: str, num_samples: int, channels: int, size: int) -> torch.Tensor:
+    """The images of "folder:PATH" that stand for the real data: uint8 (N, channels, size, size), all
+    of them, or a fixed seeded subset of num_samples where the folder holds more."""
+    x = datasets.load(dataset, image_size=size, channels=channels).x
+    if len(x) < MIN_SAMPLES:
+        raise GankitError(f"{dataset}: {len(x)} image{'s' * (len(x) != 1)}; fid_inception needs at least "
+                          f"{MIN_SAMPLES} real images to estimate their statistics")
+    if len(x) > num_samples:
+        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED["test"]))[:num_samples]]
+    return x
 
 
 # ---------------------------------------------------------------- the generated side
@@ -251,33 +288,38 @@ def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_
     return ref
 
 
-def _inception_reference(dataset: str, n: int, device: torch.device, cache: Path, data_dir: str | None,
+def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, device: torch.device, cache: Path,
                          progress: bool) -> dict:
-    """Inception mean/cov of the test subset and the train-vs-test FID floor, from the cache or computed.
+    """Inception mean/cov of the real images x["test"] and the train-vs-test FID floor (x["train"]),
+    or of a folder's images x["folder"] (no floor), from the cache or computed.
 
-    The cache file is keyed by the exact images (a sha1 of both subsets' bytes), so a changed dataset
-    file or subset is recomputed, and by the precision of the features (bf16 where it is native)."""
-    x = {split: real_images(dataset, split, n, data_dir) for split in ("test", "train")}
+    The cache file is keyed by the exact images (a sha1 of their bytes), so a changed dataset file,
+    folder or subset is recomputed, and by the precision of the features (bf16 where it is native)."""
     h = hashlib.sha1()
     for split in x:
         h.update(x[split].contiguous().numpy())
     precision = inception_precision(device)
-    path = cache / f"{dataset}-inception-{MODEL_SHA1[:12]}-{precision}-n{n}-{h.hexdigest()[:12]}.pt"
+    folder = "folder" in x
+    n_real = len(x["folder"]) if folder else n
+    name = "folder" if folder else dataset
+    path = cache / f"{name}-inception-{MODEL_SHA1[:12]}-{precision}-n{n_real}-{h.hexdigest()[:12]}.pt"
     key = {"format": CACHE_FORMAT, "dataset": dataset, "inception_sha1": MODEL_SHA1, "precision": precision,
-           "num_samples": n, "images_sha1": h.hexdigest()}
+           "num_samples": n, **({"num_real": n_real} if folder else {}), "images_sha1": h.hexdigest()}
+    what = f"{n_real} images" if folder else f"{n} test + {n} train images"
     ref = _read_cache(path, key, ("mu", "sigma", "floor"))
     if ref is not None:
         if progress:
-            print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) from {path}", file=sys.stderr)
+            print(f"evaluate: Inception statistics of {dataset} ({what}) from {path}", file=sys.stderr)
         return ref
     if progress:
-        print(f"evaluate: Inception statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
+        print(f"evaluate: Inception statistics of {dataset} ({what}) -> {path}", file=sys.stderr)
     stats = {}
-    for split in ("test", "train"):
+    for split in x:
         f = inception_features(datasets.to_float(x[split]), device, progress=progress, desc=f"inception {split}")
         stats[split] = RunningStats().update(f).compute()
-    mu, sigma = stats["test"]
-    ref = {**key, "mu": mu, "sigma": sigma, "floor": {"fid_inception": frechet_distance(*stats["train"], mu, sigma)}}
+    mu, sigma = stats["folder" if folder else "test"]
+    floor = {} if folder else {"fid_inception": frechet_distance(*stats["train"], mu, sigma)}
+    ref = {**key, "mu": mu, "sigma": sigma, "floor": floor}
     _write_cache(ref, path)
     return ref
 
