@@ -87,18 +87,22 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
     row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "command": "gankit " + " ".join(shown)}
+    record(row)  # the training is kept even if the evaluation below fails
     if inception:
         t = time.perf_counter()
         e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--metrics", "fid_inception",
                             "--num-samples", str(NUM_SAMPLES)], capture_output=True, text=True, cwd=ROOT)
         if e.returncode:
-            sys.exit(f"{recipe}: gankit eval failed:\n{e.stderr[-2000:]}")
+            sys.exit(f"{recipe}: gankit eval failed (the training is recorded in {RESULTS}):\n{e.stderr[-2000:]}")
         scores = json.loads((out / "metrics.json").read_text())
-        row.update(fid_inception=scores["fid_inception"], num_real=scores["num_real"],
-                   eval_s=time.perf_counter() - t)
-    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != recipe]
+        record({**row, "fid_inception": scores["fid_inception"], "num_real": scores["num_real"],
+                "eval_s": time.perf_counter() - t})
+
+
+def record(row: dict) -> None:
+    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != row["recipe"]]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
-    print(json.dumps(row))
+    print(json.dumps(row), flush=True)
 
 
 def write_doc_section() -> None:
@@ -113,7 +117,7 @@ def write_doc_section() -> None:
              "fid_inception --num-samples 10000`, 10,000 samples against the folder's own images (*real*: how "
              "many; a folder has no test split, and gankit's evaluator knows only MNIST and Fashion-MNIST). With a "
              "few thousand real images it is biased upwards: it compares runs on this folder, not published "
-             "tables. *eval* is its time.", "",
+             "tables. *eval* is its time (the first run also computes the real images' statistics).", "",
              "| recipe | epochs | steps | wall | images/s | Inception FID | real | eval | machine | grid |",
              "|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:

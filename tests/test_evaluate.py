@@ -14,6 +14,7 @@ from gankit.errors import GankitError
 from gankit.evaluate import evaluate, evaluate_run, real_images
 from gankit.metrics import Evaluator
 from gankit.recipes import RECIPES
+from gankit.report import build_report
 from gankit.train import train
 
 from test_recipes import small_config
@@ -143,6 +144,9 @@ def test_fid_inception_of_a_folder(tmp_path, monkeypatch):
     assert far["fid_inception"] > 1 and far["num_real"] == 20 and len(list(cache.iterdir())) == 2  # 20 of the 24
     with pytest.raises(GankitError, match=r"fid, pr need gankit's evaluator.*--metrics fid_inception"):
         evaluate(grey, spec, "fid,pr,fid_inception", num_samples=20, cache_dir=cache, progress=False)
+    calls.clear()  # the same images named by another path: the cache still serves
+    evaluate(own, f"folder:{tmp_path}/./pictures", "fid_inception", num_samples=24, cache_dir=cache, progress=False)
+    assert calls == [""]
     for f in sorted(folder.iterdir())[9:]:
         f.unlink()
     with pytest.raises(GankitError, match=r"pictures: 9 images; fid_inception needs at least 10"):
@@ -162,7 +166,9 @@ def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatc
     train(cfg, progress=False)
     out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
     assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real"} and out["fid_inception"] > 0
-    assert json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
+    assert out["num_real"] == 12 and json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
+    page = Path(build_report(cfg.out)).read_text()  # the report says what the FID was measured against
+    assert "against 12 images of folder:" in page and " test split.<" not in page and ">num_real<" not in page
 
 
 def test_evaluate_errors(tiny_evaluator, tmp_path):

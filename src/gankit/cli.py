@@ -123,7 +123,8 @@ def _parser() -> argparse.ArgumentParser:
     e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}".replace("%", "%%") for m in METRICS.values())
                    + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run; fid_inception for a run "
                    "on folder:PATH)")
-    e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000)")
+    e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000; a folder: all "
+                   "its images where it holds fewer)")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--device", default="auto")
     e.add_argument("--no-ema", action="store_true", help="score the raw G, not the moving average of its weights")

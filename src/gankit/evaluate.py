@@ -81,9 +81,10 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
                           f"and folder:PATH for fid_inception (for 2-D toy sets use gankit.metrics.mode_coverage)")
     evaluator_metrics = [n for n in names if METRICS[n].needs == "evaluator"]
     if folder and evaluator_metrics:
-        raise GankitError(f"evaluate: {', '.join(evaluator_metrics)} need gankit's evaluator, which knows only "
-                          f"{' and '.join(DATASETS)}; a folder of images ({dataset}) is scored with fid_inception "
-                          f"alone (gankit eval RUN --metrics fid_inception)")
+        raise GankitError(f"evaluate: {', '.join(evaluator_metrics)} need{'s' * (len(evaluator_metrics) == 1)} "
+                          f"gankit's evaluator, which knows only {' and '.join(DATASETS)}; a folder of images "
+                          f"({dataset}) is scored with fid_inception alone (metrics fid_inception; in the CLI "
+                          f"gankit eval RUN --metrics fid_inception)")
     if not isinstance(num_samples, int) or isinstance(num_samples, bool) or num_samples < MIN_SAMPLES:
         raise GankitError(f"num_samples must be an integer >= {MIN_SAMPLES}, got {num_samples!r}")
     dev = pick_device(device)
@@ -294,7 +295,8 @@ def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, devic
     or of a folder's images x["folder"] (no floor), from the cache or computed.
 
     The cache file is keyed by the exact images (a sha1 of their bytes), so a changed dataset file,
-    folder or subset is recomputed, and by the precision of the features (bf16 where it is native)."""
+    folder or subset is recomputed, and by the precision of the features (bf16 where it is native);
+    a folder's by those alone, so the same images named by another path share it."""
     h = hashlib.sha1()
     for split in x:
         h.update(x[split].contiguous().numpy())
@@ -303,8 +305,8 @@ def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, devic
     n_real = len(x["folder"]) if folder else n
     name = "folder" if folder else dataset
     path = cache / f"{name}-inception-{MODEL_SHA1[:12]}-{precision}-n{n_real}-{h.hexdigest()[:12]}.pt"
-    key = {"format": CACHE_FORMAT, "dataset": dataset, "inception_sha1": MODEL_SHA1, "precision": precision,
-           "num_samples": n, **({"num_real": n_real} if folder else {}), "images_sha1": h.hexdigest()}
+    key = {"format": CACHE_FORMAT, "dataset": name, "inception_sha1": MODEL_SHA1, "precision": precision,
+           **({"num_real": n_real} if folder else {"num_samples": n}), "images_sha1": h.hexdigest()}
     what = f"{n_real} images" if folder else f"{n} test + {n} train images"
     ref = _read_cache(path, key, ("mu", "sigma", "floor"))
     if ref is not None:

@@ -153,16 +153,18 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     if charts:
         parts.append('<section id="curves"><h2>Training curves</h2>' + "".join(c for c in charts if c) + "</section>")
     if final:
+        dataset = html.escape(str(final.get("dataset", "")))
+        against = f"{final['num_real']} images of {dataset}, the ones it trained on (a folder has no test split, " \
+            "so no floor)" if "num_real" in final else f"the {dataset} test split"
         rows = []
         for k, v in final.items():
-            if k.endswith("_floor") or not isinstance(v, (int, float)):
+            if k.endswith("_floor") or k == "num_real" or not isinstance(v, (int, float)):
                 continue
             floor = final.get(f"{k}_floor")
             rows.append(f"<tr><td>{html.escape(k)}</td><td>{_nice(v)}</td><td>{'' if floor is None else _nice(floor)}</td></tr>")
         parts.append('<section id="metrics"><h2>Final metrics</h2><table><tr><th>metric</th><th>this run</th>'
                      '<th>real vs real (floor)</th></tr>' + "".join(rows) + "</table>"
-                     f"<p>{html.escape(str(final.get('num_samples', '')))} samples against the "
-                     f"{html.escape(str(final.get('dataset', '')))} test split.</p></section>")
+                     f"<p>{html.escape(str(final.get('num_samples', '')))} samples against {against}.</p></section>")
     parts.append('<section id="config"><h2>Config</h2><table>' + "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in cfg.items())
         + "</table></section>")
