@@ -50,8 +50,8 @@ JOBS = [
     # r3gan-mnist reached 5.66 (seed 0, 20 epochs); cs231n-dcgan 19.0 +- 3.3 and cdcgan 26.7 +- 7.0 did not
     *[job(f"r3gan-mnist-20-s{s}", "r3gan-mnist", 20, seed=s) for s in (1, 2)],  # seed 0: r3gan-mnist-20 below
     *seeds("r3gan-fashion-20", "r3gan-mnist", 20, dataset="fashion-mnist"),
-    # Does bf16 autocast hurt the 64 px recipes? On a CPU it collapsed dcgan64 on a folder where float32
-    # did not (one seed, docs/results.md); the H100 rows below trained in bf16 ("auto")
+    # Does bf16 autocast hurt the 64 px recipes? On a CPU, dcgan64 on a folder collapsed in bf16 on one
+    # of two seeds, in float32 on neither (docs/results.md); the H100 rows below trained in bf16 ("auto")
     *[job(f"dcgan64-10-{p}-s{s}", "dcgan64", 10, seed=s, flags=["--precision", p]) for s in (0, 1) for p in ("fp32", "bf16")],
     job("wgan-gp-10-fp32", "wgan-gp", 10, flags=["--precision", "fp32"]),
     # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, 4-6 at 32 px on a CPU)
