@@ -9,6 +9,7 @@ import json
 import math
 import os
 import shlex
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -86,6 +87,16 @@ def provenance() -> dict:
 def measured_by(res: dict) -> str:
     """The header line of a generated doc, from a results file's provenance."""
     return f"Measured by `{res['command']}` on {res['machine']}, {res['date']}"
+
+
+def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
+    """`gankit eval RUN` (its default metrics for the run, or `metrics`), run from the repository root
+    (where a run's relative folder:PATH points): what it wrote to metrics.json."""
+    cmd = [sys.executable, "-m", "gankit", "eval", str(run), "--num-samples", str(num_samples)]
+    e = subprocess.run(cmd + (["--metrics", metrics] if metrics else []), capture_output=True, text=True, cwd=ROOT)
+    if e.returncode != 0:
+        raise SystemExit(f"{run}: eval failed:\n{e.stderr[-2000:]}")
+    return json.loads((Path(run) / "metrics.json").read_text())
 
 
 def notes(name: str) -> list[str]:

@@ -36,7 +36,7 @@ from PIL import Image
 from gankit.download import npm_pack
 from gankit.errors import GankitError
 
-from common import DOCS, OUT, ROOT, machine, notes, with_section, write_doc
+from common import DOCS, OUT, ROOT, evaluate, machine, notes, with_section, write_doc
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
@@ -90,11 +90,10 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
     record(row)  # the training is kept even if the evaluation below fails
     if inception:
         t = time.perf_counter()
-        e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(out), "--metrics", "fid_inception",
-                            "--num-samples", str(NUM_SAMPLES)], capture_output=True, text=True, cwd=ROOT)
-        if e.returncode:
-            sys.exit(f"{recipe}: gankit eval failed (the training is recorded in {RESULTS}):\n{e.stderr[-2000:]}")
-        scores = json.loads((out / "metrics.json").read_text())
+        try:
+            scores = evaluate(out, NUM_SAMPLES, "fid_inception")
+        except SystemExit as e:
+            sys.exit(f"{e}\n(the training is recorded in {RESULTS})")
         record({**row, "fid_inception": scores["fid_inception"], "num_real": scores["num_real"],
                 "eval_s": time.perf_counter() - t})
 

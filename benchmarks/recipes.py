@@ -27,7 +27,7 @@ from pathlib import Path
 
 from gankit.files import write_text_atomic
 
-from common import DOCS, OUT, check_sets, curve, epochs_arg, fid_over_time, machine, notes, write_doc
+from common import DOCS, OUT, check_sets, curve, epochs_arg, evaluate, fid_over_time, machine, notes, write_doc
 from folder64 import BEGIN as FOLDER_BEGIN
 from ssl_mnist import BEGIN
 
@@ -102,15 +102,6 @@ def add_inception(run: Path, scores: dict, num_samples: int) -> dict:
     scores = {**scores, **evaluate(run, num_samples, "fid_inception")}
     write_text_atomic(run / "metrics.json", json.dumps(scores, indent=2) + "\n")
     return scores
-
-
-def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
-    """`gankit eval RUN` (its default metrics for the run, or `metrics`): what it wrote to metrics.json."""
-    cmd = [sys.executable, "-m", "gankit", "eval", str(run), "--num-samples", str(num_samples)]
-    e = subprocess.run(cmd + (["--metrics", metrics] if metrics else []), capture_output=True, text=True)
-    if e.returncode != 0:
-        raise SystemExit(f"{run}: eval failed:\n{e.stderr[-2000:]}")
-    return json.loads((Path(run) / "metrics.json").read_text())
 
 
 def old_rows(old: str) -> dict[str, tuple[str, str]]:
