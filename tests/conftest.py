@@ -10,12 +10,13 @@ from gankit import data as datasets
 _real_load = datasets.load  # as imported, before any test patches it
 
 
-def fake_images(n: int, c: int, size: int, seed: int = 0) -> datasets.Dataset:
-    """A small random uint8 image set, so recipe tests don't pay for loading and resizing MNIST."""
+def fake_images(n: int, c: int, size: int, seed: int = 0, name: str = "fake") -> datasets.Dataset:
+    """A small random uint8 image set, so recipe tests don't pay for loading and resizing MNIST;
+    `name` is the dataset it stands in for, which a run's config records."""
     g = torch.Generator().manual_seed(seed)
     x = torch.randint(0, 256, (n, c, size, size), generator=g, dtype=torch.uint8)
     y = torch.arange(n) % 10  # ten balanced classes, for the semi-supervised recipes
-    return datasets.Dataset("fake", x, y, "image", [str(i) for i in range(10)])
+    return datasets.Dataset(name, x, y, "image", [str(i) for i in range(10)])
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def tiny_data(monkeypatch):
     def load(spec, split="train", data_dir=None, image_size=None, channels=None, download=True, seed=0):
         if spec.startswith("toy:"):
             return real_load(spec, split, seed=seed)
-        return fake_images(256, channels or 1, image_size or 28)
+        return fake_images(256, channels or 1, image_size or 28, name=spec)
 
     real_load = datasets.load
     monkeypatch.setattr("gankit.data.load", load)
@@ -44,7 +45,7 @@ def tiny_run(tmp_path_factory):
     def load(spec, split="train", data_dir=None, image_size=None, channels=None, download=True, seed=0):
         if spec.startswith("toy:"):
             return _real_load(spec, split, seed=seed)
-        return fake_images(256, channels or 1, image_size or 28)
+        return fake_images(256, channels or 1, image_size or 28, name=spec)
 
     def get(name, **over):
         key = (name, tuple(sorted(over.items())))

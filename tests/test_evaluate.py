@@ -162,8 +162,11 @@ def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatc
     folder.mkdir()
     for i in range(12):
         Image.new("RGB", (20, 20), (20 * i, 100, 255 - 20 * i)).save(folder / f"{i}.png")
-    cfg = small_config("dcgan64", tmp_path, dataset=f"folder:{folder}", image_size=16, batch_size=4)
+    monkeypatch.chdir(tmp_path)  # trained from a relative path, evaluated from another directory
+    cfg = small_config("dcgan64", tmp_path, dataset="folder:pictures", image_size=16, batch_size=4)
     train(cfg, progress=False)
+    assert json.loads((Path(cfg.out) / "config.json").read_text())["dataset"] == f"folder:{folder.resolve()}"
+    monkeypatch.chdir(folder)
     out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
     assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real"} and out["fid_inception"] > 0
     assert out["num_real"] == 12 and json.loads((Path(cfg.out) / "metrics.json").read_text()) == out

@@ -169,8 +169,10 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 
 def with_data(cfg: Config, data) -> Config:
     """A copy of cfg recording the sample shape and class count of `data` (a gankit.data.Dataset):
-    what the networks are built for, and what a checkpoint needs to rebuild them."""
-    return dataclasses.replace(cfg, data_shape=list(data.x.shape[1:]), num_classes=len(data.classes))
+    what the networks are built for, and what a checkpoint needs to rebuild them; and the data's
+    own name (a folder's absolute path, so the run is evaluated from any working directory)."""
+    return dataclasses.replace(cfg, dataset=data.name, data_shape=list(data.x.shape[1:]),
+                               num_classes=len(data.classes))
 
 
 def is_semi_supervised(cfg: Config) -> bool:

@@ -275,7 +275,8 @@ def _load_folder(spec: str, size: int, channels: int) -> Dataset:
     x = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500)):
         x[i] = torch.from_numpy(_read_image(file, mode, size)).view(size, size, channels).permute(2, 0, 1)
-    return Dataset(spec, x, torch.full((len(files),), -1, dtype=torch.int64), "image", [])
+    # named by its absolute path, which config.json records: the run evaluates and resumes from any directory
+    return Dataset(f"folder:{root.resolve()}", x, torch.full((len(files),), -1, dtype=torch.int64), "image", [])
 
 
 def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
