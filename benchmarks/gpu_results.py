@@ -54,7 +54,7 @@ JOBS = [
     # of two seeds, in float32 on neither (docs/results.md); the H100 rows below trained in bf16 ("auto")
     *[job(f"dcgan64-10-{p}-s{s}", "dcgan64", 10, seed=s, flags=["--precision", p]) for s in (0, 1) for p in ("fp32", "bf16")],
     job("wgan-gp-10-fp32", "wgan-gp", 10, flags=["--precision", "fp32"]),
-    # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, 4-6 at 32 px on a CPU)
+    # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100; at 32 px on a CPU 25 and 20 for wgan and wgan-gp)
     job("wgan-gp-25", "wgan-gp", 25), job("dcgan64-25", "dcgan64", 25), job("wgan-25", "wgan", 25),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
