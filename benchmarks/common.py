@@ -91,7 +91,8 @@ def measured_by(res: dict) -> str:
 
 def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
     """`gankit eval RUN` (its default metrics for the run, or `metrics`), run from the repository root
-    (where a run's relative folder:PATH points): what it wrote to metrics.json."""
+    (where the relative folder:PATH of a run recorded before runs kept an absolute one points): what it
+    wrote to metrics.json."""
     cmd = [sys.executable, "-m", "gankit", "eval", str(run), "--num-samples", str(num_samples)]
     e = subprocess.run(cmd + (["--metrics", metrics] if metrics else []), capture_output=True, text=True, cwd=ROOT)
     if e.returncode != 0:
