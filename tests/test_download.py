@@ -112,6 +112,17 @@ def test_all_mirrors_fail(server, tmp_path):
     assert list((tmp_path / "dl").iterdir()) == []
 
 
+def test_wrong_copy_named_when_no_mirror_answers(server, tmp_path):
+    base, _, _ = server
+    dest = tmp_path / "dl" / "x.gz"
+    dest.parent.mkdir()
+    dest.write_bytes(b"recompressed")  # e.g. a distribution's copy, gzipped again
+    with pytest.raises(DataError, match=re.escape(f"the copy already at {dest} has md5 {md5(b'recompressed')}, "
+                                                  f"not the expected {md5(b'')}")):
+        download_file([base + "missing/x.gz"], str(dest), md5(b""))
+    assert dest.read_bytes() == b"recompressed" and sorted(dest.parent.iterdir()) == [dest]  # left as it was
+
+
 def test_present_file_not_fetched_again(server, mnist_files, tmp_path):
     base, _, requests = server
     raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]

@@ -64,7 +64,8 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
 
     A `dest` already present with the right checksum is kept as it is.
     """
-    if os.path.isfile(dest) and md5sum(dest) == md5:
+    present = md5sum(dest) if os.path.isfile(dest) else None
+    if present == md5:
         return dest
     os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
     part = dest + ".part"
@@ -82,7 +83,9 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
             raise DataError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual}")
         os.replace(part, dest)
         return dest
-    raise DataError(f"could not download {os.path.basename(dest)}: " + "; ".join(failures))
+    stale = (f"; the copy already at {dest} has md5 {present}, not the expected {md5} (damaged, or the same "
+             f"data compressed differently: --data-dir reads a folder of IDX files as it is)") if present else ""
+    raise DataError(f"could not download {os.path.basename(dest)}: " + "; ".join(failures) + stale)
 
 
 def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str] | None = None) -> list[str]:
