@@ -4,7 +4,7 @@ metrics and the final grid.
     python benchmarks/recipes.py                      # every recipe at the budget in BUDGET (and SETS)
     python benchmarks/recipes.py --recipes cs231n-gan,wgan --epochs 2
     python benchmarks/recipes.py --recipes tlx-mlp --rescore --inception   # add its Inception FID
-    python benchmarks/recipes.py --recipes mlp-gan --epochs 200 --eval-every 3000   # and its FID curve
+    python benchmarks/recipes.py --recipes mlp-gan --epochs 200 --eval-every 10000  # and its FID curve
     python benchmarks/recipes.py --recipes wgan-gp --epochs 6 --set image_size=32   # a 64 px recipe at 32 px
 
 Each run is `gankit train RECIPE --epochs E` in a fresh process (the real CLI, defaults otherwise
@@ -33,7 +33,7 @@ from ssl_mnist import BEGIN
 
 # Epochs per recipe: the seed's full budget where it fits in minutes on a 2-core CPU, else less
 # (dcgan64's 25 at 32 px: 46 minutes with native bf16, about twice that on an AVX2-only CPU).
-BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 60,
+BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 200,
           "dcgan64": 25, "wgan": 25, "wgan-gp": 20}
 # --set overrides per recipe where --set is not given: the 64 px recipes run at 32 px (an epoch at
 # 64 px takes 18-36 minutes on a 2-core AVX2 CPU in float32).
