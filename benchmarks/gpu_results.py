@@ -13,9 +13,9 @@ Each job is the real CLI: `gankit train RECIPE --dataset D --epochs E --seed S [
 2018: 10,000 samples against the 10,000 test images. Jobs are listed in priority order: when the
 time given runs out, the rest are reported as not run.
 
-Sizing a batch (H100, 16 host cores, bf16): eight runs at once shared the card at about 44,000
-img/s in all, 5,500 each for `r3gan-mnist` (R1 and R2 every step), so its 40 epochs took about
-500 s; while they train, `gankit eval` of a finished run slows too (the host is the bottleneck).
+Sizing a batch (H100, 16 host cores, bf16): with eight runs at once (six `r3gan-mnist`, `wgan`,
+`wgan-gp`), each `r3gan-mnist` run (R1 and R2 every step) logged about 5,500 img/s, so its 40
+epochs took about 500 s; while runs train, `gankit eval` of a finished one slows down too.
 Each run is recorded as soon as its evaluator metrics are in; `inception` scores what is left.
 """
 
@@ -55,8 +55,8 @@ JOBS = [
     # Not measured yet, first, the longest first within a batch. The goals (Inception FID <= 5 on MNIST,
     # <= 15 on Fashion-MNIST, 3 seeds): r3gan-mnist reached 5.66 at 20 epochs (seed 0) with its FID still
     # falling, so 40 epochs on both sets; cs231n-dcgan 19.0 +- 3.3 and cdcgan 26.7 +- 7.0 did not
-    # (the R3GAN runs below trained on 2026-11-27, but their Inception FIDs were cut off; all six are
-    # 14.4 million images, about 330 s at the 44,000 img/s measured then, plus 15-40 s each to score)
+    # (the R3GAN runs below trained on 2026-11-27, but their Inception FIDs were cut off; all six took
+    # about 500 s beside two other runs, and each takes 15-40 s more to score)
     *seeds("r3gan-mnist-40", "r3gan-mnist", 40), *seeds("r3gan-fashion-40", "r3gan-mnist", 40, dataset="fashion-mnist"),
     # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, and wgan's 25
     # without its Inception FID; at 32 px on a CPU 25 and 20 for wgan and wgan-gp)
@@ -139,10 +139,12 @@ def run_job(j: dict, root: Path, device: str, threads: int, scale: float, num_sa
                     record["metrics"].update(i)
                     record["inception_s"] = round(time.perf_counter() - t, 1)
                     (out / "metrics.json").write_text(json.dumps(record["metrics"], indent=2) + "\n")
+                else:
+                    record["inception_error"] = i
         else:
             record["error"] = e
     else:
-        record["error"] = p.stderr[-2000:]
+        record["error"] = f"exit status {p.returncode} (negative: killed by a signal)\n" + p.stderr[-2000:]
     _write(root, record)
     print(f"{time.strftime('%H:%M:%S')} {j['name']}: {record['status']} in {record['train_wall_s']} s "
           f"{record.get('metrics', {}).get('fid', '')} {record.get('metrics', {}).get('fid_inception', '')}", flush=True)

@@ -83,8 +83,9 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
             raise DataError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual}")
         os.replace(part, dest)
         return dest
-    stale = (f"; the copy already at {dest} has md5 {present}, not the expected {md5} (damaged, or the same "
-             f"data compressed differently: --data-dir reads a folder of IDX files as it is)") if present else ""
+    stale = "" if present is None else (
+        f"; the copy already at {dest} has md5 {present}, not the expected {md5} (damaged, or the same data "
+        f"compressed differently: --data-dir {os.path.dirname(dest)} reads the files there as they are)")
     raise DataError(f"could not download {os.path.basename(dest)}: " + "; ".join(failures) + stale)
 
 
