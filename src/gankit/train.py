@@ -105,10 +105,10 @@ def loop(s: State) -> dict[str, Any]:
                 log.flush(step)
             if step % cfg.sample_every == 0 or last:
                 save_samples(s, step)
+            if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+                evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
             if step % cfg.checkpoint_every == 0 or last:
                 checkpoint(s, step)
-            if cfg.eval_every and (step % cfg.eval_every == 0 or last):
-                evaluate(s, step)
         if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
             log.flush(s.step)
             checkpoint(s, s.step)
