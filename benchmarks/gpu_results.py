@@ -162,8 +162,13 @@ def _eval(run: Path, metrics: str | None, num_samples: int, device: str) -> dict
     return json.loads((run / "metrics.json").read_text()) if e.returncode == 0 else e.stderr[-2000:]
 
 
+def selected(args) -> list[dict]:
+    """The jobs of JOBS that --only names (all of them without it), in the queue's order."""
+    return [j for j in JOBS if not args.only or j["name"] in args.only.split(",")]
+
+
 def train_queue(args) -> None:
-    todo = [j for j in JOBS if not args.only or j["name"] in args.only.split(",")]
+    todo = selected(args)
     lock, stop_at = threading.Lock(), time.time() + args.start_within
 
     def worker():
@@ -186,8 +191,7 @@ def inception(args) -> None:
     """fid_inception of every finished run, in this one process (the network loads once)."""
     from gankit.evaluate import evaluate_run
 
-    names = [j["name"] for j in JOBS if not args.only or j["name"] in args.only.split(",")]
-    for path in [args.root / f"{n}.json" for n in names]:  # in the queue's order of priority
+    for path in [args.root / f"{j['name']}.json" for j in selected(args)]:  # in the queue's order of priority
         if not path.exists():
             continue
         record = json.loads(path.read_text())

@@ -56,7 +56,8 @@ def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_pa
     # step 3 is evaluated and checkpointed: the checkpoint must hold the state after the evaluation,
     # which moves the global RNG, or the resumed run parts from the uninterrupted one
     a, b = uninterrupted_and_resumed("wgan-gp", tmp_path, 6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
-    assert len(RunDir(tmp_path / "full" / "wgan-gp").read_stats(RunDir(tmp_path / "full" / "wgan-gp").metrics)) == 2
+    full = RunDir(tmp_path / "full" / "wgan-gp")
+    assert len(full.read_stats(full.metrics)) == 2
     for key in ("G", "D", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
     assert same_state(a["rng"]["torch"], b["rng"]["torch"])
