@@ -89,15 +89,23 @@ def measured_by(res: dict) -> str:
     return f"Measured by `{res['command']}` on {res['machine']}, {res['date']}"
 
 
-def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
+def eval_run(run, num_samples: int, metrics: str | None = None, device: str | None = None) -> dict | str:
     """`gankit eval RUN` (its default metrics for the run, or `metrics`), run from the repository root
     (where the relative folder:PATH of a run recorded before runs kept an absolute one points): what it
-    wrote to metrics.json."""
+    wrote to metrics.json, or the end of its error output, so a queue of runs can record it and go on."""
+    run = Path(run).resolve()
     cmd = [sys.executable, "-m", "gankit", "eval", str(run), "--num-samples", str(num_samples)]
-    e = subprocess.run(cmd + (["--metrics", metrics] if metrics else []), capture_output=True, text=True, cwd=ROOT)
-    if e.returncode != 0:
-        raise SystemExit(f"{run}: eval failed:\n{e.stderr[-2000:]}")
-    return json.loads((Path(run) / "metrics.json").read_text())
+    cmd += (["--metrics", metrics] if metrics else []) + (["--device", device] if device else [])
+    e = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    return json.loads((run / "metrics.json").read_text()) if e.returncode == 0 else e.stderr[-2000:]
+
+
+def evaluate(run, num_samples: int, metrics: str | None = None) -> dict:
+    """eval_run, exiting the benchmark with the error where it fails."""
+    scores = eval_run(run, num_samples, metrics)
+    if isinstance(scores, str):
+        raise SystemExit(f"{run}: eval failed:\n{scores}")
+    return scores
 
 
 def notes(name: str) -> list[str]:

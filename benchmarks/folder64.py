@@ -36,7 +36,7 @@ from PIL import Image
 from gankit.download import npm_pack
 from gankit.errors import GankitError
 
-from common import DOCS, OUT, ROOT, evaluate, machine, notes, with_section, write_doc
+from common import DOCS, OUT, ROOT, eval_run, machine, notes, with_section, write_doc
 
 PACKAGE, VERSION = "emoji-datasource-google", "16.0.0"
 SHA512 = "ZRexfzs7MVoLnmzZmNsO4TKhnAJp5D++Vm6PpUpH/jEQQlemp3l88CjZ+DoZ2faM9R4QxZkOPJCoT8DlPhfQ3A=="  # npm's integrity
@@ -90,10 +90,9 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
     record(row)  # the training is kept even if the evaluation below fails
     if inception:
         t = time.perf_counter()
-        try:
-            scores = evaluate(out, NUM_SAMPLES, "fid_inception")
-        except SystemExit as e:
-            sys.exit(f"{e}\n(the training is recorded in {RESULTS})")
+        scores = eval_run(out, NUM_SAMPLES, "fid_inception")
+        if isinstance(scores, str):
+            sys.exit(f"{out}: eval failed:\n{scores}\n(the training is recorded in {RESULTS})")
         record({**row, "fid_inception": scores["fid_inception"], "num_real": scores["num_real"],
                 "eval_s": time.perf_counter() - t})
 

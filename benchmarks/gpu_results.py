@@ -32,7 +32,7 @@ import threading
 import time
 from pathlib import Path
 
-from common import DOCS, OUT, curve, fid_over_time, machine, write_doc
+from common import DOCS, OUT, curve, eval_run, fid_over_time, machine, write_doc
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "src"))
 from gankit import assets  # noqa: E402
@@ -67,6 +67,8 @@ JOBS = [
     *[job(f"r3gan-mnist-20-s{s}", "r3gan-mnist", 20, seed=s) for s in (1, 2)],  # seed 0: r3gan-mnist-20 below
     job("wgan-gp-10-fp32", "wgan-gp", 10, flags=["--precision", "fp32"]),
     *seeds("r3gan-fashion-20", "r3gan-mnist", 20, dataset="fashion-mnist"),
+    # sized for a 2-core CPU (about 30 minutes each there): --device cpu --parallel 1 --threads 2
+    *seeds("r3gan-fashion-16", "r3gan-mnist", 16, dataset="fashion-mnist"),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
     *seeds("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
@@ -128,13 +130,13 @@ def run_job(j: dict, root: Path, device: str, threads: int, scale: float, num_sa
     record["command"] = " ".join(cmd[:cmd.index("--eval-every")])
     if p.returncode == 0:
         record["summary"] = json.loads(p.stdout.strip().splitlines()[-1])
-        e = _eval(out, None, num_samples, device)  # the run's default metrics (class_acc for a conditional one)
+        e = eval_run(out, num_samples, None, device)  # the run's default metrics (class_acc for a conditional one)
         if isinstance(e, dict):
             record.update(status="done", metrics=e)
             _write(root, record)  # recorded now: time may run out during the Inception FID
             if assets.path("inception") is not None:
                 t = time.perf_counter()
-                i = _eval(out, "fid_inception", num_samples, device)
+                i = eval_run(out, num_samples, "fid_inception", device)
                 if isinstance(i, dict):
                     record["metrics"].update(i)
                     record["inception_s"] = round(time.perf_counter() - t, 1)
@@ -153,13 +155,6 @@ def run_job(j: dict, root: Path, device: str, threads: int, scale: float, num_sa
 def _write(root: Path, record: dict) -> None:
     root.mkdir(parents=True, exist_ok=True)
     (root / f"{record['name']}.json").write_text(json.dumps(record, indent=1))
-
-
-def _eval(run: Path, metrics: str | None, num_samples: int, device: str) -> dict | str:
-    """`gankit eval RUN [--metrics M]`: the metrics, or the end of its error output."""
-    e = subprocess.run([sys.executable, "-m", "gankit", "eval", str(run), *(["--metrics", metrics] * bool(metrics)),
-                        "--num-samples", str(num_samples), "--device", device], capture_output=True, text=True)
-    return json.loads((run / "metrics.json").read_text()) if e.returncode == 0 else e.stderr[-2000:]
 
 
 def selected(args) -> list[dict]:
