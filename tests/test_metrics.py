@@ -281,6 +281,17 @@ def test_inception_port_matches_the_torchscript_network():
     assert torch.allclose(f[:1], f3, atol=1e-5)  # grey is repeated to 3 channels
 
 
+@needs_inception
+def test_loading_the_networks_draws_no_random_numbers():
+    # a training run scores itself with them (--eval-every); building them must not move its RNG
+    from gankit.metrics.evaluator import Evaluator
+    from gankit.metrics.fid_inception import _port, load_torchscript
+    before = torch.get_rng_state()
+    _port(load_torchscript().net.layers)  # load_inception without its cache
+    Evaluator.load("mnist")
+    assert torch.equal(torch.get_rng_state(), before)
+
+
 def fake_inception(x, device="cpu", batch_size=32, progress=True, desc=""):
     """A cheap stand-in for the network, (N, 16) features, that logs which real split it saw."""
     fake_inception.calls.append(desc)

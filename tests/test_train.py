@@ -63,6 +63,20 @@ def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_pa
     assert same_state(a["rng"]["torch"], b["rng"]["torch"])
 
 
+def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data):
+    # --eval-every measures the run; it must not steer it: the same weights and random state after
+    # 6 steps with evaluations at steps 3 and 6 as without any
+    plain = small_config("wgan-gp", tmp_path / "plain", steps=6)
+    train(plain, progress=False)
+    watched = small_config("wgan-gp", tmp_path / "watched", steps=6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
+    train(watched, progress=False)
+    assert len(RunDir(watched.out).read_stats(RunDir(watched.out).metrics)) == 2
+    a, b = load_checkpoint(plain.out), load_checkpoint(watched.out)
+    for key in ("G", "D", "opt_g", "opt_d"):
+        assert same_state(a[key], b[key]), key
+    assert same_state(a["rng"], b["rng"])
+
+
 def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data):
     cfg = small_config("cs231n-gan", tmp_path)
     train(cfg, progress=False)

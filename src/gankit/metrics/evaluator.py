@@ -124,8 +124,9 @@ class Evaluator:
                               f"records {str(expected)[:12]}...); {retrain}")
         try:
             state = torch.load(path, map_location="cpu", weights_only=True)
-            net = EvaluatorNet(**state["hparams"])
-            net.load_state_dict(state["state_dict"])
+            with torch.device("meta"):  # no initial weights: drawing them would move the global RNG of a training run
+                net = EvaluatorNet(**state["hparams"])
+            net.load_state_dict(state["state_dict"], assign=True)
         except Exception as e:  # a foreign or damaged file that nevertheless matches its json
             raise GankitError(f"{path}: not gankit evaluator weights ({type(e).__name__}: {str(e)[:120]}); {retrain}") from None
         if state.get("format") != WEIGHTS_FORMAT or state.get("dataset") != dataset:

@@ -102,9 +102,9 @@ def _port(m: torch.jit.ScriptModule) -> nn.Module:
     kind = m.original_name
     if kind == "Conv2dLayer":
         w, s = m.weight.double(), (m.var.double() + BN_EPS).rsqrt()
-        conv = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), m.stride, m.padding)
-        conv.weight.data = (w * s[:, None, None, None]).float()
-        conv.bias.data = (m.beta.double() - m.mean.double() * s).float()
+        conv = nn.Conv2d(w.shape[1], w.shape[0], tuple(w.shape[2:]), m.stride, m.padding, device="meta")  # no draws
+        conv.weight = nn.Parameter((w * s[:, None, None, None]).float())
+        conv.bias = nn.Parameter((m.beta.double() - m.mean.double() * s).float())
         return nn.Sequential(conv, nn.ReLU(inplace=True))
     if kind == "MaxPool2d":
         return nn.MaxPool2d(m.kernel_size, m.stride, m.padding, ceil_mode=m.ceil_mode)
