@@ -281,14 +281,20 @@ def test_inception_port_matches_the_torchscript_network():
     assert torch.allclose(f[:1], f3, atol=1e-5)  # grey is repeated to 3 channels
 
 
-@needs_inception
-def test_loading_the_networks_draws_no_random_numbers():
-    # a training run scores itself with them (--eval-every); building them must not move its RNG
+def test_loading_the_evaluator_draws_no_random_numbers():
+    # a training run scores itself with it (--eval-every); building it must not move the run's RNG
     from gankit.metrics.evaluator import Evaluator
+    before = torch.get_rng_state()
+    Evaluator.load("mnist")
+    assert torch.equal(torch.get_rng_state(), before)
+
+
+@needs_inception
+def test_loading_the_inception_network_draws_no_random_numbers():
     from gankit.metrics.fid_inception import _port, load_torchscript
+    load_torchscript()
     before = torch.get_rng_state()
     _port(load_torchscript().net.layers)  # load_inception without its cache
-    Evaluator.load("mnist")
     assert torch.equal(torch.get_rng_state(), before)
 
 

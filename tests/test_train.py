@@ -52,7 +52,8 @@ def test_resume_equals_uninterrupted(name, tmp_path, tiny_data):
     assert steps[0] == steps[1]
 
 
-def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_path, tiny_data):
+def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # the fake test images' statistics go here
     # step 3 is evaluated and checkpointed: the checkpoint must hold the state after the evaluation,
     # which moves the global RNG, or the resumed run parts from the uninterrupted one
     a, b = uninterrupted_and_resumed("wgan-gp", tmp_path, 6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
@@ -63,9 +64,10 @@ def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_pa
     assert same_state(a["rng"]["torch"], b["rng"]["torch"])
 
 
-def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data):
+def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data, monkeypatch):
     # --eval-every measures the run; it must not steer it: the same weights and random state after
     # 6 steps with evaluations at steps 3 and 6 as without any
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # the fake test images' statistics go here
     plain = small_config("wgan-gp", tmp_path / "plain", steps=6)
     train(plain, progress=False)
     watched = small_config("wgan-gp", tmp_path / "watched", steps=6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
