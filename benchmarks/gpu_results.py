@@ -67,7 +67,7 @@ JOBS = [
     *[job(f"r3gan-mnist-20-s{s}", "r3gan-mnist", 20, seed=s) for s in (1, 2)],  # seed 0: r3gan-mnist-20 below
     job("wgan-gp-10-fp32", "wgan-gp", 10, flags=["--precision", "fp32"]),
     *seeds("r3gan-fashion-20", "r3gan-mnist", 20, dataset="fashion-mnist"),
-    # sized for a 2-core CPU (about 30 minutes each there): --device cpu --parallel 1 --threads 2
+    # sized for a 2-core CPU (32-36 minutes each there, 2026-11-27: docs/results.md): --device cpu --parallel 1 --threads 2
     *seeds("r3gan-fashion-16", "r3gan-mnist", 16, dataset="fashion-mnist"),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
