@@ -55,7 +55,7 @@ def test_resume_equals_uninterrupted(name, tmp_path, tiny_data):
 def test_resume_equals_uninterrupted_when_the_stopping_step_was_evaluated(tmp_path, tiny_data, monkeypatch):
     monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # the fake test images' statistics go here
     # step 3 is evaluated and checkpointed: the checkpoint must hold the state after the evaluation,
-    # which moves the global RNG, or the resumed run parts from the uninterrupted one
+    # or the resumed run parts from the uninterrupted one wherever an evaluation moves any state
     a, b = uninterrupted_and_resumed("wgan-gp", tmp_path, 6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
     full = RunDir(tmp_path / "full" / "wgan-gp")
     assert len(full.read_stats(full.metrics)) == 2
@@ -72,7 +72,8 @@ def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data
     train(plain, progress=False)
     watched = small_config("wgan-gp", tmp_path / "watched", steps=6, eval_every=3, eval_samples=20, eval_metrics=["fid"])
     train(watched, progress=False)
-    assert len(RunDir(watched.out).read_stats(RunDir(watched.out).metrics)) == 2
+    watched_run = RunDir(watched.out)
+    assert len(watched_run.read_stats(watched_run.metrics)) == 2
     a, b = load_checkpoint(plain.out), load_checkpoint(watched.out)
     for key in ("G", "D", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
