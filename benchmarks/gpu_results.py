@@ -159,6 +159,9 @@ def _write(root: Path, record: dict) -> None:
 
 def selected(args) -> list[dict]:
     """The jobs of JOBS that --only names (all of them without it), in the queue's order."""
+    unknown = set(args.only.split(",")) - {j["name"] for j in JOBS} if args.only else set()
+    if unknown:
+        raise SystemExit(f"--only: no job named {', '.join(sorted(unknown))} (see: python benchmarks/gpu_results.py list)")
     return [j for j in JOBS if not args.only or j["name"] in args.only.split(",")]
 
 
