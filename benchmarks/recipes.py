@@ -97,8 +97,9 @@ def rescore_recipe(name: str, row: dict, num_samples: int, inception: bool = Fal
 
 
 def add_inception(run: Path, scores: dict, num_samples: int) -> dict:
-    """`scores` with the run's Inception FID added, written back to its metrics.json (which a second
-    `gankit eval` rewrites with that metric alone)."""
+    """`scores` with the run's Inception FID added, written back to its metrics.json (`gankit eval`
+    adds to a metrics.json only where it records the same checkpoint, seed and sample count, which
+    those written before 2026-11-27 do not)."""
     scores = {**scores, **evaluate(run, num_samples, "fid_inception")}
     write_text_atomic(run / "metrics.json", json.dumps(scores, indent=2) + "\n")
     return scores
