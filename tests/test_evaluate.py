@@ -11,7 +11,7 @@ import torch
 import gankit.evaluate
 from gankit import data as datasets
 from gankit.errors import GankitError
-from gankit.evaluate import evaluate, evaluate_run, real_images
+from gankit.evaluate import evaluate, evaluate_run, real_images, same_evaluation
 from gankit.metrics import Evaluator
 from gankit.recipes import RECIPES
 from gankit.report import build_report
@@ -135,6 +135,20 @@ def test_metrics_json_adds_only_scores_of_the_same_checkpoint(tiny_evaluator, tm
     assert later["step"] == 4 and "is" not in later
 
 
+def test_same_evaluation_names_what_was_scored():
+    scored = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "num_samples": 50, "evaluator": "e1",
+              "seed": 0, "ema": True, "fid": 1.0}
+    assert same_evaluation(scored, {**scored, "fid": 2.0})
+    for key, other in [("dataset", "fashion-mnist"), ("checkpoint", "0123456789ac"), ("evaluator", "e2"),
+                       ("num_samples", 40), ("seed", 1), ("ema", False)]:
+        assert not same_evaluation(scored, {**scored, key: other}), key
+    accuracy = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "test_errors": 100}  # no samples
+    assert same_evaluation(scored, accuracy) and same_evaluation(accuracy, scored)
+    assert not same_evaluation({**accuracy, "checkpoint": "0123456789ac"}, scored)
+    unnamed = {k: v for k, v in scored.items() if k != "checkpoint"}  # a metrics.json from before it said
+    assert not same_evaluation(unnamed, scored) and not same_evaluation(None, scored) and not same_evaluation([], scored)
+
+
 def test_fid_inception_plumbing(tmp_path, monkeypatch):
     """The cache and keys of fid_inception, with a cheap stand-in for the network (tested in test_metrics)."""
     fake_net = lambda x, device="cpu", batch_size=50, progress=True, desc="": x.float().flatten(1)[:, ::49]  # (N, 16)
@@ -195,7 +209,8 @@ def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatc
     assert json.loads((Path(cfg.out) / "config.json").read_text())["dataset"] == f"folder:{folder.resolve()}"
     monkeypatch.chdir(folder)
     out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
-    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real"} and out["fid_inception"] > 0
+    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real", "checkpoint", "step", "seed", "ema"}
+    assert out["fid_inception"] > 0
     assert out["num_real"] == 12 and json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
     page = Path(build_report(cfg.out)).read_text()  # the report says what the FID was measured against
     assert "against 12 images of folder:" in page and " test split.<" not in page and ">num_real<" not in page

@@ -33,7 +33,7 @@ def _nice(v: float) -> str:
 
 def _scored(final: dict) -> str:
     """' (seed 0) of G at step 11232 (its moving average)': what gankit eval scored, as metrics.json records it."""
-    if "step" not in final:
+    if "seed" not in final:  # scored no images (a test accuracy), or written before metrics.json said
         return ""
     return (f" (seed {html.escape(str(final.get('seed')))}) of G at step {html.escape(str(final['step']))}"
             + (" (its moving average)" if final.get("ema") else ""))
