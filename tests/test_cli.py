@@ -117,7 +117,7 @@ def test_eval_every_eval_and_report(tmp_path, monkeypatch):
     p = gankit("report", str(run))
     page = (run / "report.html").read_text()
     assert "Final metrics" in page and "fid during training" in page and ">precision<" in page and ">fid<" in page
-    assert "300 samples (seed 0) of G at step 40 against the mnist test split" in page and ">step<" not in page
+    assert "300 samples (seed 0) of G at step 40 against the mnist test split" in page and "<td>step</td>" not in page
 
 
 def test_eval_every_needs_an_evaluator_dataset(capsys):
