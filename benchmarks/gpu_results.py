@@ -143,7 +143,6 @@ def run_job(j: dict, root: Path, device: str, threads: int, scale: float, num_sa
                 if isinstance(i, dict):
                     record["metrics"].update(i)
                     record["inception_s"] = round(time.perf_counter() - t, 1)
-                    (out / "metrics.json").write_text(json.dumps(record["metrics"], indent=2) + "\n")
                 else:
                     record["inception_error"] = i
         else:

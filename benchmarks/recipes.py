@@ -97,11 +97,13 @@ def rescore_recipe(name: str, row: dict, num_samples: int, inception: bool = Fal
 
 
 def add_inception(run: Path, scores: dict, num_samples: int) -> dict:
-    """`scores` with the run's Inception FID added, written back to its metrics.json (which a second
-    `gankit eval` rewrites with that metric alone)."""
-    scores = {**scores, **evaluate(run, num_samples, "fid_inception")}
-    write_text_atomic(run / "metrics.json", json.dumps(scores, indent=2) + "\n")
-    return scores
+    """`scores` with the run's Inception FID added. `gankit eval` adds it to the run's metrics.json
+    where that file names the checkpoint it scored (written since 2026-11-27); an older one it
+    replaces, so `scores` are written back beside it when they were measured at the same count."""
+    new = evaluate(run, num_samples, "fid_inception")
+    if scores.get("num_samples") == num_samples:
+        write_text_atomic(run / "metrics.json", json.dumps({**scores, **new}, indent=2) + "\n")
+    return {**scores, **new}
 
 
 def old_rows(old: str) -> dict[str, tuple[str, str]]:

@@ -189,8 +189,8 @@ def confusion(run: str) -> None:
     from gankit.config import is_semi_supervised
     from gankit.data import load_split
     from gankit.errors import GankitError
-    from gankit.evaluate import load_networks
     from gankit.metrics.accuracy import confusion_matrix
+    from gankit.sample import load_networks
 
     try:
         _, D, cfg = load_networks(run, "cpu")  # D: the moving average where the run keeps one, as tested

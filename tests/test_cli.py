@@ -109,10 +109,15 @@ def test_eval_every_eval_and_report(tmp_path, monkeypatch):
     p = gankit("eval", str(run), "--num-samples", "300", "--metrics", "fid,is,modes")
     assert "fid" in p.stdout and "real vs real" in p.stdout
     m = json.loads((run / "metrics.json").read_text())
-    assert m["num_samples"] == 300 and m["fid"] > m["fid_floor"] > 0
+    assert m["num_samples"] == 300 and m["fid"] > m["fid_floor"] > 0 and (m["step"], m["seed"]) == (40, 0)
+    p = gankit("eval", str(run), "--num-samples", "300", "--metrics", "pr")  # a second metric of the same checkpoint
+    assert "(kept fid, is, is_std, modes, modes_kl from an earlier evaluation of this checkpoint)" in p.stdout
+    both = json.loads((run / "metrics.json").read_text())
+    assert {k: both[k] for k in m} == m and 0 <= both["precision"] <= 1
     p = gankit("report", str(run))
     page = (run / "report.html").read_text()
-    assert "Final metrics" in page and "fid during training" in page
+    assert "Final metrics" in page and "fid during training" in page and ">precision<" in page and ">fid<" in page
+    assert "300 samples (seed 0) of G at step 40 against the mnist test split" in page and "<td>step</td>" not in page
 
 
 def test_eval_every_needs_an_evaluator_dataset(capsys):

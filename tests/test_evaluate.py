@@ -11,11 +11,11 @@ import torch
 import gankit.evaluate
 from gankit import data as datasets
 from gankit.errors import GankitError
-from gankit.evaluate import evaluate, evaluate_run, real_images
+from gankit.evaluate import evaluate, evaluate_run, real_images, same_evaluation
 from gankit.metrics import Evaluator
 from gankit.recipes import RECIPES
 from gankit.report import build_report
-from gankit.train import train
+from gankit.train import resume, train
 
 from test_recipes import small_config
 
@@ -106,6 +106,47 @@ def test_evaluate_run(tiny_evaluator, tmp_path, tiny_data, monkeypatch):
     out = evaluate_run(cfg.out, metrics="is,modes", num_samples=50, evaluator=ev, cache_dir=tmp_path / "stats",
                        progress=False)
     assert out["dataset"] == "mnist" and out["num_samples"] == 50 and 1 <= out["is"] <= 10
+    assert (out["step"], out["seed"], out["ema"]) == (2, 0, False)  # what was scored
+
+
+def test_metrics_json_adds_only_scores_of_the_same_checkpoint(tiny_evaluator, tmp_path, tiny_data):
+    """A second `gankit eval` (e.g. --metrics fid_inception after the defaults) adds to metrics.json
+    what it measured of the same checkpoint, the same way; anything else replaces the file."""
+    cfg = small_config("cs231n-gan", tmp_path, g_ema=0.9)
+    train(cfg, progress=False)
+    path = Path(cfg.out) / "metrics.json"
+    kw = dict(num_samples=50, evaluator=Evaluator.load("mnist", weights_dir=tiny_evaluator),
+              cache_dir=tmp_path / "stats", progress=False, write=True)
+
+    def written(metrics, **over):
+        evaluate_run(cfg.out, metrics, **{**kw, **over})
+        return json.loads(path.read_text())
+
+    first = written("is")
+    assert first["ema"] is True and first["step"] == 2
+    both = written("modes")  # the same checkpoint, seed, G and sample count: added
+    assert both["is"] == first["is"] and both["is_floor"] == first["is_floor"] and both["modes"] >= 1
+    for other in (dict(seed=1), dict(ema=False), dict(num_samples=40)):  # other samples, another G, another count
+        written("is")
+        assert "is" not in written("modes", **other), other
+    written("is")
+    resume(cfg.out, steps=4, progress=False)  # the run moved on: the scores of step 2 are not kept
+    later = written("modes")
+    assert later["step"] == 4 and "is" not in later
+
+
+def test_same_evaluation_names_what_was_scored():
+    scored = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "num_samples": 50, "evaluator": "e1",
+              "seed": 0, "ema": True, "fid": 1.0}
+    assert same_evaluation(scored, {**scored, "fid": 2.0})
+    for key, other in [("dataset", "fashion-mnist"), ("checkpoint", "0123456789ac"), ("evaluator", "e2"),
+                       ("num_samples", 40), ("seed", 1), ("ema", False)]:
+        assert not same_evaluation(scored, {**scored, key: other}), key
+    accuracy = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "test_errors": 100}  # no samples
+    assert same_evaluation(scored, accuracy) and same_evaluation(accuracy, scored)
+    assert not same_evaluation({**accuracy, "checkpoint": "0123456789ac"}, scored)
+    unnamed = {k: v for k, v in scored.items() if k != "checkpoint"}  # a metrics.json from before it said
+    assert not same_evaluation(unnamed, scored) and not same_evaluation(None, scored) and not same_evaluation([], scored)
 
 
 def test_fid_inception_plumbing(tmp_path, monkeypatch):
@@ -168,7 +209,8 @@ def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatc
     assert json.loads((Path(cfg.out) / "config.json").read_text())["dataset"] == f"folder:{folder.resolve()}"
     monkeypatch.chdir(folder)
     out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
-    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real"} and out["fid_inception"] > 0
+    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real", "checkpoint", "step", "seed", "ema"}
+    assert out["fid_inception"] > 0
     assert out["num_real"] == 12 and json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
     page = Path(build_report(cfg.out)).read_text()  # the report says what the FID was measured against
     assert "against 12 images of folder:" in page and " test split.<" not in page and ">num_real<" not in page

@@ -177,7 +177,7 @@ def test_baseline_trains_only_the_classifier(tmp_path, tiny_data):
     assert not (tmp_path / "run" / "samples").exists() or not any((tmp_path / "run" / "samples").iterdir())
     stats = json.loads((tmp_path / "run" / "stats.jsonl").read_text().splitlines()[-1])
     assert "d_sup" in stats and "g_loss" not in stats and "d_unsup" not in stats
-    assert set(evaluate_run(tmp_path / "run")) == {"dataset", "test_acc", "test_errors"}  # no G to score
+    assert set(evaluate_run(tmp_path / "run")) == {"dataset", "test_acc", "test_errors", "checkpoint", "step"}  # no G to score
 
 
 def test_ssgan_trains_a_step_with_an_explicit_fake_class(tmp_path, tiny_data):

@@ -118,7 +118,8 @@ def _parser() -> argparse.ArgumentParser:
                    "(which a run with g_ema uses by default)")
 
     e = sub.add_parser("eval", help="score a run's generator against the test split (a folder's run: fid_inception "
-                       "against the folder's images); writes RUN/metrics.json")
+                       "against the folder's images); writes RUN/metrics.json, adding to the scores there of the same "
+                       "checkpoint, --seed, --num-samples and G (--no-ema)")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}".replace("%", "%%") for m in METRICS.values())
                    + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run; fid_inception for a run "
@@ -216,9 +217,11 @@ def cmd_sample(args) -> None:
 
 
 def cmd_eval(args) -> None:
-    from gankit.evaluate import evaluate_run
+    from gankit.evaluate import evaluate_run, read_metrics, same_evaluation
     from gankit.run import find_checkpoint
 
+    path = find_checkpoint(args.run).parent / "metrics.json"
+    earlier = read_metrics(path)
     result = evaluate_run(args.run, metrics=args.metrics, num_samples=args.num_samples, device=args.device,
                           seed=args.seed, write=True, ema=not args.no_ema)
     width = max(map(len, result))
@@ -230,7 +233,12 @@ def cmd_eval(args) -> None:
                 continue
             print(f"{k:<{width}}  {v:>12.4g}" if isinstance(v, float) else f"{k:<{width}}  {v!s:>12}",
                   f"  (real vs real: {floor:.4g})" if isinstance(floor, (int, float)) else "")
-    print(f"wrote {find_checkpoint(args.run).parent / 'metrics.json'}")
+    if same_evaluation(earlier, result):
+        kept = [k for k in earlier if k not in result and not k.endswith("_floor") and k != "evaluator"]
+        print(f"wrote {path}" + (f" (kept {', '.join(kept)} from an earlier evaluation of this checkpoint)" if kept else ""))
+    else:
+        print(f"wrote {path}" + (" (in place of its scores of another checkpoint, evaluator, sample count, seed or G)"
+                                 if isinstance(earlier, dict) else ""))
 
 
 def cmd_report(args) -> None:

@@ -49,8 +49,8 @@ from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.stats import RunningStats
-from gankit.run import find_checkpoint
-from gankit.sample import load_networks, sample_noise
+from gankit.run import find_checkpoint, load_checkpoint
+from gankit.sample import generator_weights, networks_of, sample_noise
 
 MIN_SAMPLES = 10  # the Inception Score's 10 splits
 SUBSET_SEED = {"test": 0, "train": 1}  # which real images stand for each split; fixed, so caches stay valid
@@ -144,12 +144,21 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     """evaluate() the generator of a run folder or checkpoint on its own dataset (or `dataset`);
     "accuracy" tests a semi-supervised run's classifier on the test split. metrics=None: the
     default metrics, plus accuracy for a semi-supervised run (accuracy alone for its baseline).
+    The result ends with what was scored: the checkpoint (a sha256 prefix of its file) and its step,
+    and where images were scored, their seed and whether G was the moving average (ema).
+
     write: also write the result to metrics.json beside the checkpoint (a read-only folder is
-    refused before anything is computed). ema: G's moving average where the run kept one (g_ema)."""
-    out = find_checkpoint(run_or_checkpoint).parent / "metrics.json" if write else None
+    refused before anything is computed), added to the metrics already there when those scored the
+    same checkpoint the same way (same_evaluation), else in their place. ema: G's moving average
+    where the run kept one (g_ema)."""
+    path = find_checkpoint(run_or_checkpoint)
+    out = path.parent / "metrics.json" if write else None
     if write and not os.access(out.parent, os.W_OK):
         raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
-    G, D, cfg = load_networks(run_or_checkpoint, device, ema)  # D: the tested weights (a moving average if kept)
+    dev = pick_device(device)
+    state = load_checkpoint(path, map_location=dev)
+    G, D, cfg = networks_of(state, path, dev, ema)  # D: the tested weights (a moving average if kept)
+    scored = {"checkpoint": hashlib.sha256(path.read_bytes()).hexdigest()[:12], "step": state["step"]}
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
             else ["fid_inception"] if (dataset or cfg.dataset).startswith("folder:") \
@@ -166,12 +175,37 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     if names:
         result = {**evaluate((G, cfg), dataset or cfg.dataset, names, num_samples, device, seed, cache_dir, progress,
                              evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size), **result}
+        scored.update(seed=seed, ema=generator_weights(state, ema) == "G_ema")
+    result.update(scored)
     if write:
         try:
-            write_text_atomic(out, json.dumps(result, indent=2) + "\n")
+            earlier = read_metrics(out)
+            kept = earlier if same_evaluation(earlier, result) else {}
+            write_text_atomic(out, json.dumps({**kept, **result}, indent=2) + "\n")
         except GankitError as e:  # minutes of evaluation are not lost: the numbers go into the one line
             raise GankitError(f"{e}; the metrics were: {json.dumps(result)}") from None
     return result
+
+
+SCORED_THE_SAME = ("dataset", "checkpoint", "evaluator", "num_samples", "seed", "ema")
+
+
+def same_evaluation(earlier: Any, result: dict) -> bool:
+    """Whether `earlier` (a metrics.json's contents) scored the checkpoint that `result` scored, the
+    same way: equal SCORED_THE_SAME where both say (a test accuracy has no samples). Then `gankit eval
+    RUN --metrics fid_inception` after `gankit eval RUN` adds its number beside the others; a
+    resumed run, another checkpoint, evaluator, sample count, seed or G, or a metrics.json from
+    before it named its checkpoint, is replaced."""
+    return isinstance(earlier, dict) and "checkpoint" in earlier and \
+        all(earlier[k] == result[k] for k in SCORED_THE_SAME if k in earlier and k in result)
+
+
+def read_metrics(path: Path) -> Any:
+    """The contents of a metrics.json, or None where it is missing or not JSON."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def default_cache_dir() -> Path:

@@ -31,6 +31,14 @@ def _nice(v: float) -> str:
     return f"{v:.3g}" if isinstance(v, float) else str(v)
 
 
+def _scored(final: dict) -> str:
+    """' (seed 0) of G at step 11232 (its moving average)': what gankit eval scored, as metrics.json records it."""
+    if "seed" not in final:  # scored no images (a test accuracy), or written before metrics.json said
+        return ""
+    return (f" (seed {html.escape(str(final.get('seed')))}) of G at step {html.escape(str(final['step']))}"
+            + (" (its moving average)" if final.get("ema") else ""))
+
+
 def line_chart(title: str, x: list[float], series: dict[str, list[float]], width: int = 460, height: int = 220) -> str:
     """An inline SVG line chart with axes, ticks and a legend."""
     pts = [(xi, yi) for ys in series.values() for xi, yi in zip(x, ys) if yi is not None and math.isfinite(yi)]
@@ -158,13 +166,14 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             "so no floor)" if "num_real" in final else f"the {dataset} test split"
         rows = []
         for k, v in final.items():
-            if k.endswith("_floor") or k == "num_real" or not isinstance(v, (int, float)):
+            if k.endswith("_floor") or k in ("num_real", "step", "seed", "ema") or not isinstance(v, (int, float)):
                 continue
             floor = final.get(f"{k}_floor")
             rows.append(f"<tr><td>{html.escape(k)}</td><td>{_nice(v)}</td><td>{'' if floor is None else _nice(floor)}</td></tr>")
         parts.append('<section id="metrics"><h2>Final metrics</h2><table><tr><th>metric</th><th>this run</th>'
                      '<th>real vs real (floor)</th></tr>' + "".join(rows) + "</table>"
-                     f"<p>{html.escape(str(final.get('num_samples', '')))} samples against {against}.</p></section>")
+                     f"<p>{html.escape(str(final.get('num_samples', '')))} samples{_scored(final)} against {against}.</p>"
+                     "</section>")
     parts.append('<section id="config"><h2>Config</h2><table>' + "".join(
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in cfg.items())
         + "</table></section>")

@@ -57,12 +57,16 @@ def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", em
     average of G's weights where the run kept one (g_ema) unless ema=False; D carries the weights
     that are tested: the moving average of D's weights where the run kept one."""
     dev = pick_device(device)
-    state = load_checkpoint(run_or_checkpoint, map_location=dev)
+    return networks_of(load_checkpoint(run_or_checkpoint, map_location=dev), run_or_checkpoint, dev, ema)
+
+
+def networks_of(state: dict, source: str | os.PathLike, device: torch.device, ema: bool = True):
+    """load_networks from a checkpoint already loaded (from `source`, named in errors) onto `device`."""
     cfg = state["config"]
     G, D = networks(cfg)
-    load_into(G, state, generator_weights(state, ema), run_or_checkpoint)
-    load_into(D, state, "D_ema" if "D_ema" in state else "D", run_or_checkpoint)
-    return G.to(dev).eval(), D.to(dev).eval(), cfg
+    load_into(G, state, generator_weights(state, ema), source)
+    load_into(D, state, "D_ema" if "D_ema" in state else "D", source)
+    return G.to(device).eval(), D.to(device).eval(), cfg
 
 
 def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
