@@ -162,10 +162,13 @@ def _write(root: Path, record: dict) -> None:
 
 def selected(args) -> list[dict]:
     """The jobs of JOBS that --only names (all of them without it), in the queue's order."""
-    unknown = set(args.only.split(",")) - {j["name"] for j in JOBS} if args.only else set()
+    if not args.only:
+        return list(JOBS)  # a copy: train_queue pops from it
+    names = set(args.only.split(","))
+    unknown = names - {j["name"] for j in JOBS}
     if unknown:
         raise SystemExit(f"--only: no job named {', '.join(sorted(unknown))} (see: python benchmarks/gpu_results.py list)")
-    return [j for j in JOBS if not args.only or j["name"] in args.only.split(",")]
+    return [j for j in JOBS if j["name"] in names]
 
 
 def train_queue(args) -> None:

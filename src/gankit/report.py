@@ -33,9 +33,9 @@ def _nice(v: float) -> str:
 
 def _scored(final: dict) -> str:
     """' (seed 0) of G at step 11232 (its moving average)': what gankit eval scored, as metrics.json records it."""
-    if "seed" not in final:  # scored no images (a test accuracy), or written before metrics.json said
+    if "seed" not in final or "step" not in final:  # scored no images (a test accuracy), or from before it said
         return ""
-    return (f" (seed {html.escape(str(final.get('seed')))}) of G at step {html.escape(str(final['step']))}"
+    return (f" (seed {html.escape(str(final['seed']))}) of G at step {html.escape(str(final['step']))}"
             + (" (its moving average)" if final.get("ema") else ""))
 
 
