@@ -1,6 +1,7 @@
 """evaluate() plumbing: a throwaway evaluator trained by the real script on a few hundred digits,
 tiny generators, the returned keys, the on-disk cache of real statistics, clear errors."""
 
+import dataclasses
 import importlib.util
 import json
 from pathlib import Path
@@ -67,24 +68,30 @@ def test_real_images_score_as_the_test_split(tiny_evaluator, tmp_path):
 
 def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_path, monkeypatch, capsys):
     ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
-    loads = []
-    real_load = datasets.load
-    monkeypatch.setattr("gankit.evaluate.datasets.load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
+    written, real_write = [], gankit.evaluate._write_cache
+    monkeypatch.setattr("gankit.evaluate._write_cache", lambda ref, path: written.append(path) or real_write(ref, path))
     G = tiny_generator()
     kw = dict(num_samples=100, evaluator=ev, cache_dir=tmp_path, progress=False)
 
     first = evaluate(G, "mnist", **kw)
-    assert set(first) == KEYS and len(loads) == 2  # test and train splits, once
+    assert set(first) == KEYS and len(written) == 1
     cached = list(tmp_path.iterdir())
-    assert len(cached) == 1 and cached[0].name.startswith(f"mnist-evaluator-{ev.sha256[:16]}-n100")
+    assert cached == written and cached[0].name.startswith(f"mnist-evaluator-{ev.sha256[:16]}-n100-")
 
-    assert evaluate(G, "mnist", **kw) == first and len(loads) == 2  # the second call reads the cache
+    assert evaluate(G, "mnist", **kw) == first and len(written) == 1  # the second call reads the cache
     other_seed = evaluate(G, "mnist", seed=1, **kw)
     assert other_seed["fid"] != first["fid"] and other_seed["fid_floor"] == first["fid_floor"]
 
     cached[0].write_bytes(b"not a torch file")  # a corrupt cache is recomputed, and said so
-    assert evaluate(G, "mnist", **kw) == first and len(loads) == 4
+    assert evaluate(G, "mnist", **kw) == first and len(written) == 2
     assert "ignoring the unusable cache file" in capsys.readouterr().err
+
+    # other images under the same name (another --data-dir, a changed file) get their own statistics
+    real_load = datasets.load
+    mirror = lambda *a, **k: (lambda d: dataclasses.replace(d, x=d.x.flip(-1).contiguous()))(real_load(*a, **k))  # noqa: E731
+    monkeypatch.setattr("gankit.evaluate.datasets.load", mirror)
+    mirrored = evaluate(G, "mnist", **kw)
+    assert len(written) == 3 and len(list(tmp_path.iterdir())) == 2 and mirrored["fid"] != first["fid"]
 
     only = evaluate(G, "mnist", metrics="modes,fid", **kw)
     assert set(only) == {"dataset", "num_samples", "evaluator", "modes", "modes_kl", "modes_floor", "modes_kl_floor",

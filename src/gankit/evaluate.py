@@ -13,9 +13,9 @@ fixed seeded subset), and every key also comes as KEY_floor: the same metric wit
 training images in place of the generated ones, i.e. the score of a perfect generator at this
 sample count (FID does not reach 0 with finite samples). The real side (test features, their
 float64 mean/covariance and k-NN radii, the floors) is computed once and cached on disk in
-cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, the
-evaluator's sha256 and num_samples; fid_inception's by dataset, num_samples, a sha1 of the real
-images' bytes, the Inception network's sha1 and the precision of its features.
+cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, num_samples
+and a sha1 of the real images' bytes (and labels), and by the evaluator's sha256, or for
+fid_inception the Inception network's sha1 and the precision of its features.
 
 A folder of images ("folder:PATH") has no evaluator and no held-out split: it takes fid_inception
 alone, against the folder's own images (all of them, or a seeded subset of num_samples where it
@@ -304,16 +304,21 @@ def _scores(stats: RunningStats, feats: torch.Tensor, logits: torch.Tensor, ref:
 
 def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_dir: str | None,
                          progress: bool) -> dict:
-    """Test-split features, mean/cov and k-NN radii, plus every floor, from the cache or computed."""
-    path = cache / f"{dataset}-evaluator-{ev.sha256[:16]}-n{n}.pt"
-    key = {"format": CACHE_FORMAT, "dataset": dataset, "evaluator_sha256": ev.sha256, "num_samples": n, "k": K_NEAREST}
+    """Test-split features, mean/cov and k-NN radii, plus every floor, from the cache or computed.
+    The cache file is keyed, like the Inception one, by the exact images and labels (a sha1 of their
+    bytes): another copy of the dataset under the same name (--data-dir) gets its own statistics."""
+    x_test = real_images(dataset, "test", n, data_dir)
+    x_train, y_train = real_images(dataset, "train", n, data_dir, labels=True)
+    h = _sha1(x_test, x_train, y_train)
+    path = cache / f"{dataset}-evaluator-{ev.sha256[:16]}-n{n}-{h[:12]}.pt"
+    key = {"format": CACHE_FORMAT, "dataset": dataset, "evaluator_sha256": ev.sha256, "num_samples": n, "k": K_NEAREST,
+           "images_sha1": h}
     ref = _read_cache(path, key, ("features", "mu", "sigma", "radii", "floor"))
     if ref is not None:
         return ref
     if progress:
         print(f"evaluate: real statistics of {dataset} ({n} test + {n} train images) -> {path}", file=sys.stderr)
-    f_test, _ = ev.features_and_logits(datasets.to_float(real_images(dataset, "test", n, data_dir)))
-    x_train, y_train = real_images(dataset, "train", n, data_dir, labels=True)
+    f_test, _ = ev.features_and_logits(datasets.to_float(x_test))
     f_train, logits_train = ev.features_and_logits(datasets.to_float(x_train))
     mu, sigma = RunningStats().update(f_test).compute()
     ref = {**key, "features": f_test, "mu": mu, "sigma": sigma, "radii": knn_radii(f_test, K_NEAREST)}
@@ -331,16 +336,14 @@ def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, devic
     The cache file is keyed by the exact images (a sha1 of their bytes), so a changed dataset file,
     folder or subset is recomputed, and by the precision of the features (bf16 where it is native);
     a folder's by those alone, so the same images named by another path share it."""
-    h = hashlib.sha1()
-    for split in x:
-        h.update(x[split].contiguous().numpy())
+    h = _sha1(*x.values())
     precision = inception_precision(device)
     folder = "folder" in x
     n_real = len(x["folder"]) if folder else n
     name = "folder" if folder else dataset
-    path = cache / f"{name}-inception-{MODEL_SHA1[:12]}-{precision}-n{n_real}-{h.hexdigest()[:12]}.pt"
+    path = cache / f"{name}-inception-{MODEL_SHA1[:12]}-{precision}-n{n_real}-{h[:12]}.pt"
     key = {"format": CACHE_FORMAT, "dataset": name, "inception_sha1": MODEL_SHA1, "precision": precision,
-           **({"num_real": n_real} if folder else {"num_samples": n}), "images_sha1": h.hexdigest()}
+           **({"num_real": n_real} if folder else {"num_samples": n}), "images_sha1": h}
     what = f"{n_real} images" if folder else f"{n} test + {n} train images"
     ref = _read_cache(path, key, ("mu", "sigma", "floor"))
     if ref is not None:
@@ -358,6 +361,14 @@ def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, devic
     ref = {**key, "mu": mu, "sigma": sigma, "floor": floor}
     _write_cache(ref, path)
     return ref
+
+
+def _sha1(*tensors: torch.Tensor) -> str:
+    """A sha1 of the tensors' bytes, in order: what a cache of statistics of real images is keyed by."""
+    h = hashlib.sha1()
+    for t in tensors:
+        h.update(t.contiguous().numpy())
+    return h.hexdigest()
 
 
 def _read_cache(path: Path, key: dict, fields: tuple[str, ...]) -> dict | None:
