@@ -70,15 +70,18 @@ def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_pat
     ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
     written, real_write = [], gankit.evaluate._write_cache
     monkeypatch.setattr("gankit.evaluate._write_cache", lambda ref, path: written.append(path) or real_write(ref, path))
+    loads, real_load = [], datasets.load
+    monkeypatch.setattr("gankit.evaluate.datasets.load", lambda *a, **k: loads.append(a) or real_load(*a, **k))
     G = tiny_generator()
     kw = dict(num_samples=100, evaluator=ev, cache_dir=tmp_path, progress=False)
 
     first = evaluate(G, "mnist", **kw)
-    assert set(first) == KEYS and len(written) == 1
+    assert set(first) == KEYS and len(written) == 1 and len(loads) == 2  # test and train splits, once each
     cached = list(tmp_path.iterdir())
     assert cached == written and cached[0].name.startswith(f"mnist-evaluator-{ev.sha256[:16]}-n100-")
 
     assert evaluate(G, "mnist", **kw) == first and len(written) == 1  # the second call reads the cache
+    assert len(loads) == 4  # (its images are loaded again: the cache is keyed by them)
     other_seed = evaluate(G, "mnist", seed=1, **kw)
     assert other_seed["fid"] != first["fid"] and other_seed["fid_floor"] == first["fid_floor"]
 
@@ -87,7 +90,6 @@ def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_pat
     assert "ignoring the unusable cache file" in capsys.readouterr().err
 
     # other images under the same name (another --data-dir, a changed file) get their own statistics
-    real_load = datasets.load
     mirror = lambda *a, **k: (lambda d: dataclasses.replace(d, x=d.x.flip(-1).contiguous()))(real_load(*a, **k))  # noqa: E731
     monkeypatch.setattr("gankit.evaluate.datasets.load", mirror)
     mirrored = evaluate(G, "mnist", **kw)
