@@ -118,6 +118,31 @@ def test_evaluate_run(tiny_evaluator, tmp_path, tiny_data, monkeypatch):
     assert (out["step"], out["seed"], out["ema"]) == (2, 0, False)  # what was scored
 
 
+def test_a_checkpoint_is_named_by_the_bytes_that_were_scored(tiny_evaluator, tmp_path, tiny_data, monkeypatch):
+    """A training that replaces the checkpoint while it is evaluated (gankit eval of a live run) cannot
+    make the result name the new file: the hash is of the bytes loaded."""
+    import hashlib
+
+    cfg = small_config("cs231n-gan", tmp_path)
+    train(cfg, progress=False)
+    monkeypatch.undo()
+    path = Path(cfg.out) / "checkpoint.pt"
+    assert path.exists()
+    loaded = hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+    ev, real_load, calls = Evaluator.load("mnist", weights_dir=tiny_evaluator), torch.load, []
+
+    def load_then_replace(*a, **k):  # the checkpoint (the first file loaded) changes just after it is read
+        state = real_load(*a, **k)
+        if not calls:
+            path.write_bytes(path.read_bytes() + b"a later checkpoint")
+        calls.append(a[0])
+        return state
+
+    monkeypatch.setattr(torch, "load", load_then_replace)
+    out = evaluate_run(cfg.out, metrics="modes", num_samples=20, evaluator=ev, cache_dir=tmp_path / "stats", progress=False)
+    assert out["checkpoint"] == loaded != hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+
+
 def test_metrics_json_adds_only_scores_of_the_same_checkpoint(tiny_evaluator, tmp_path, tiny_data):
     """A second `gankit eval` (e.g. --metrics fid_inception after the defaults) adds to metrics.json
     what it measured of the same checkpoint, the same way; anything else replaces the file."""
@@ -167,6 +192,18 @@ def test_fid_inception_plumbing(tmp_path, monkeypatch):
     assert set(out) == {"dataset", "num_samples", "fid_inception", "fid_inception_floor"}
     assert out["fid_inception"] > out["fid_inception_floor"] > 0
     assert [p.name.split("-")[1] for p in tmp_path.iterdir()] == ["inception"]
+
+
+def test_evaluator_and_inception_metrics_load_the_real_images_once(tiny_evaluator, tmp_path, monkeypatch):
+    monkeypatch.setattr(gankit.evaluate, "inception_features",
+                        lambda x, device="cpu", batch_size=50, progress=True, desc="": x.float().flatten(1)[:, ::49])
+    loads, real_load = [], datasets.load
+    monkeypatch.setattr("gankit.evaluate.datasets.load", lambda *a, **k: loads.append(a[1]) or real_load(*a, **k))
+    out = evaluate(tiny_generator(), "mnist", metrics="fid,fid_inception", num_samples=40, cache_dir=tmp_path,
+                   progress=False, evaluator=Evaluator.load("mnist", weights_dir=tiny_evaluator))
+    assert out["fid"] > 0 and out["fid_inception"] > 0
+    assert loads == ["test", "train"]  # one subset of each split feeds both references
+    assert sorted(p.name.split("-")[1] for p in tmp_path.iterdir()) == ["evaluator", "inception"]
 
 
 def test_fid_inception_of_a_folder(tmp_path, monkeypatch):

@@ -334,7 +334,12 @@ def test_inception_real_statistics_are_cached(tmp_path, monkeypatch, capsys):
     assert torch.load(path, weights_only=True)["num_samples"] == 20
 
     real_images = gankit.evaluate.real_images  # other images under the same name and count: a miss
-    monkeypatch.setattr(gankit.evaluate, "real_images", lambda *a: 255 - real_images(*a))
+
+    def negated(*a, labels=False):
+        x = real_images(*a, labels=labels)
+        return (255 - x[0], x[1]) if labels else 255 - x
+
+    monkeypatch.setattr(gankit.evaluate, "real_images", negated)
     fake_inception.calls = []
     other = run()
     assert real() == ["inception test", "inception train"] and other["fid_inception"] != first["fid_inception"]

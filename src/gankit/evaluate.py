@@ -49,7 +49,7 @@ from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.stats import RunningStats
-from gankit.run import find_checkpoint, load_checkpoint
+from gankit.run import find_checkpoint, load_checkpoint_sha256
 from gankit.sample import generator_weights, networks_of, sample_noise
 
 MIN_SAMPLES = 10  # the Inception Score's 10 splits
@@ -92,21 +92,23 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
 
+    if folder:  # the real side is loaded at the generated images' shape, so look at the first batch
+        first = next(batches)
+        batches = itertools.chain([first], batches)
+        real = {"folder": folder_images(dataset, num_samples, first.shape[1], first.shape[-1])}
+    else:  # the fixed subsets, loaded once for every reference
+        real = {"test": real_images(dataset, "test", num_samples, data_dir)}
+        real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True)
+
     ev, ref = None, None
     if evaluator_metrics:
         ev = evaluator or Evaluator.load(dataset, dev)
         if ev.dataset != dataset:
             raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
         result["evaluator"] = ev.sha256[:12]
-        ref = _evaluator_reference(ev, dataset, num_samples, cache, data_dir, progress)
+        ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
     if "fid_inception" in names:
-        if folder:  # the real side is loaded at the generated images' shape, so look at the first batch
-            first = next(batches)
-            batches = itertools.chain([first], batches)
-            real = {"folder": folder_images(dataset, num_samples, first.shape[1], first.shape[-1])}
-        else:
-            real = {split: real_images(dataset, split, num_samples, data_dir) for split in ("test", "train")}
         inc_ref = _inception_reference(dataset, real, num_samples, dev, cache, progress)
 
     # One pass over the generated images feeds every feature extractor: nothing is stored but features.
@@ -156,9 +158,9 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     if write and not os.access(out.parent, os.W_OK):
         raise GankitError(f"{out}: cannot write (the folder is read-only); nothing was evaluated")
     dev = pick_device(device)
-    state = load_checkpoint(path, map_location=dev)
+    state, sha256 = load_checkpoint_sha256(path, map_location=dev)
     G, D, cfg = networks_of(state, path, dev, ema)  # D: the tested weights (a moving average if kept)
-    scored = {"checkpoint": hashlib.sha256(path.read_bytes()).hexdigest()[:12], "step": state["step"]}
+    scored = {"checkpoint": sha256[:12], "step": state["step"]}
     if metrics is None:
         metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
             else ["fid_inception"] if (dataset or cfg.dataset).startswith("folder:") \
@@ -302,13 +304,13 @@ def _scores(stats: RunningStats, feats: torch.Tensor, logits: torch.Tensor, ref:
 
 # ---------------------------------------------------------------- the real side, cached
 
-def _evaluator_reference(ev: Evaluator, dataset: str, n: int, cache: Path, data_dir: str | None,
-                         progress: bool) -> dict:
-    """Test-split features, mean/cov and k-NN radii, plus every floor, from the cache or computed.
-    The cache file is keyed, like the Inception one, by the exact images and labels (a sha1 of their
-    bytes): another copy of the dataset under the same name (--data-dir) gets its own statistics."""
-    x_test = real_images(dataset, "test", n, data_dir)
-    x_train, y_train = real_images(dataset, "train", n, data_dir, labels=True)
+def _evaluator_reference(ev: Evaluator, dataset: str, x_test: torch.Tensor, x_train: torch.Tensor,
+                         y_train: torch.Tensor, cache: Path, progress: bool) -> dict:
+    """Features, mean/cov and k-NN radii of the real test images, plus every floor (the train images
+    and their labels scored against them), from the cache or computed. The cache file is keyed, like
+    the Inception one, by the exact images and labels (a sha1 of their bytes): another copy of the
+    dataset under the same name (--data-dir) gets its own statistics."""
+    n = len(x_test)
     h = _sha1(x_test, x_train, y_train)
     path = cache / f"{dataset}-evaluator-{ev.sha256[:16]}-n{n}-{h[:12]}.pt"
     key = {"format": CACHE_FORMAT, "dataset": dataset, "evaluator_sha256": ev.sha256, "num_samples": n, "k": K_NEAREST,

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
+import io
 import json
 import os
 import pickle
@@ -206,9 +208,20 @@ def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
 
 def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True; returns the dict with 'config' as a Config."""
+    return load_checkpoint_sha256(run_or_checkpoint, map_location)[0]
+
+
+def load_checkpoint_sha256(run_or_checkpoint: str | os.PathLike,
+                           map_location: str | torch.device = "cpu") -> tuple[dict[str, Any], str]:
+    """load_checkpoint, and the sha256 of the very bytes it loaded (read once, so a checkpoint
+    that a running training replaces meanwhile cannot be named by the other file's hash)."""
     path = find_checkpoint(run_or_checkpoint)
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        data = path.read_bytes()
+    except OSError as e:
+        raise GankitError(f"{path}: cannot read the checkpoint ({reason(e)})") from None
+    try:
+        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         culprit = re.search(r"GLOBAL ([\w.]+)", str(e))  # what weights_only refused to import and call
         if culprit is None:
@@ -222,7 +235,7 @@ def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | to
     if isinstance(state["config"], dict):  # older checkpoints kept world_size in their config
         state.setdefault("world_size", state["config"].get("world_size", 1))
     state["config"] = Config.from_dict(state["config"], origin=str(path), saved=True)
-    return state
+    return state, hashlib.sha256(data).hexdigest()
 
 
 def first_line(e: Exception) -> str:
