@@ -92,6 +92,12 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     result: dict[str, Any] = {"dataset": dataset, "num_samples": num_samples}
 
+    ev, ref = None, None
+    if evaluator_metrics:  # before any data is read: a missing or wrong evaluator is said at once
+        ev = evaluator or Evaluator.load(dataset, dev)
+        if ev.dataset != dataset:
+            raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
+        result["evaluator"] = ev.sha256[:12]
     if folder:  # the real side is loaded at the generated images' shape, so look at the first batch
         first = next(batches)
         batches = itertools.chain([first], batches)
@@ -99,13 +105,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     else:  # the fixed subsets, loaded once for every reference
         real = {"test": real_images(dataset, "test", num_samples, data_dir)}
         real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True)
-
-    ev, ref = None, None
-    if evaluator_metrics:
-        ev = evaluator or Evaluator.load(dataset, dev)
-        if ev.dataset != dataset:
-            raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
-        result["evaluator"] = ev.sha256[:12]
+    if ev is not None:
         ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
     if "fid_inception" in names:
