@@ -208,7 +208,8 @@ def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
 
 def load_checkpoint(run_or_checkpoint: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
     """Load a checkpoint with weights_only=True; returns the dict with 'config' as a Config."""
-    return load_checkpoint_sha256(run_or_checkpoint, map_location)[0]
+    path = find_checkpoint(run_or_checkpoint)
+    return _checkpoint_state(path, path, map_location)
 
 
 def load_checkpoint_sha256(run_or_checkpoint: str | os.PathLike,
@@ -220,8 +221,14 @@ def load_checkpoint_sha256(run_or_checkpoint: str | os.PathLike,
         data = path.read_bytes()
     except OSError as e:
         raise GankitError(f"{path}: cannot read the checkpoint ({reason(e)})") from None
+    return _checkpoint_state(path, io.BytesIO(data), map_location), hashlib.sha256(data).hexdigest()
+
+
+def _checkpoint_state(path: Path, source: Path | io.BytesIO, map_location: str | torch.device) -> dict[str, Any]:
+    """The checkpoint dict torch.load reads from `source` (the file at `path`, or its bytes), checked,
+    with 'config' as a Config; one line naming `path` where it is not a gankit checkpoint."""
     try:
-        state = torch.load(io.BytesIO(data), map_location=map_location, weights_only=True)
+        state = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
         culprit = re.search(r"GLOBAL ([\w.]+)", str(e))  # what weights_only refused to import and call
         if culprit is None:
@@ -235,7 +242,7 @@ def load_checkpoint_sha256(run_or_checkpoint: str | os.PathLike,
     if isinstance(state["config"], dict):  # older checkpoints kept world_size in their config
         state.setdefault("world_size", state["config"].get("world_size", 1))
     state["config"] = Config.from_dict(state["config"], origin=str(path), saved=True)
-    return state, hashlib.sha256(data).hexdigest()
+    return state
 
 
 def first_line(e: Exception) -> str:
