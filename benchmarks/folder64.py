@@ -12,8 +12,9 @@ images are under the Apache License 2.0 (the package's README says so). `prepare
 PNG files, as they are, to benchmarks/out/emoji64/ (git-ignored). gankit's folder loader lays
 transparent pixels on white. No other download happens.
 
-`train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E`,
-then `gankit eval RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID
+`train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E
+[--set ...]` (one row per recipe and settings: `train dcgan64 --set diffaugment=color,translation,cutout`
+adds a row beside the plain one), then `gankit eval RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID
 of 10,000 samples against all 3,786 images of the folder, the ones it trained on (a folder has no
 test split, and gankit's evaluator knows MNIST and Fashion-MNIST only). With 3,786 real images the
 FID is biased upwards; it compares runs on this folder, not published tables. `--no-inception`
@@ -69,7 +70,8 @@ def prepare() -> None:
 def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -> None:
     if not FOLDER.is_dir():
         sys.exit(f"{FOLDER}: not there yet; run `python benchmarks/folder64.py prepare` first")
-    out = OUT / "folder64" / recipe
+    name = row_name(recipe, sets)
+    out = OUT / "folder64" / name
     sets_args = [a for s in sets for a in ("--set", s)]
     shown = ["train", recipe, "--dataset", f"folder:{FOLDER.relative_to(ROOT)}", "--epochs", f"{epochs:g}", *sets_args]
     cmd = [sys.executable, "-m", "gankit", *shown, "--out", str(out), "--overwrite", "--no-progress"]
@@ -83,8 +85,9 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
     (DOCS / "grids" / "folder64").mkdir(parents=True, exist_ok=True)
     with Image.open(grids[-1]) as im:  # 128 colours: a third of the size, the same picture at a glance
         im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
-            DOCS / "grids" / "folder64" / f"{recipe}.png", optimize=True)
-    row = {"recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"], "wall_s": time.perf_counter() - t,
+            DOCS / "grids" / "folder64" / f"{name}.png", optimize=True)
+    row = {"name": name, "recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"],
+           "wall_s": time.perf_counter() - t,
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "command": "gankit " + " ".join(shown)}
     record(row)  # the training is kept even if the evaluation below fails
@@ -97,8 +100,13 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
                 "eval_s": time.perf_counter() - t})
 
 
+def row_name(recipe: str, sets: list[str]) -> str:
+    """The run's folder and grid name: the recipe, then the keys it sets (dcgan64-diffaugment)."""
+    return "-".join([recipe, *(s.split("=")[0] for s in sets)])
+
+
 def record(row: dict) -> None:
-    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["recipe"] != row["recipe"]]
+    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["name"] != row["name"]]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
     print(json.dumps(row), flush=True)
 
@@ -122,10 +130,11 @@ def write_doc_section() -> None:
         ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "–"
         fid = (f"{r['fid_inception']:.2f} | {r['num_real']} | {r['eval_s']:.0f} s" if "fid_inception" in r
                else "| | ")  # a row recorded before the FID was measured
-        lines.append(f"| `{r['recipe']}` | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | {fid} | "
-                     f"{r['machine']} | ![{r['recipe']}](grids/folder64/{r['recipe']}.png) |")
+        sets = f" ({', '.join(r['sets'])})" if r["sets"] else ""
+        lines.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | {fid} | "
+                     f"{r['machine']} | ![{r['name']}](grids/folder64/{r['name']}.png) |")
     lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows]
-    lines += [f"    gankit eval {OUT.relative_to(ROOT) / 'folder64' / r['recipe']} --metrics fid_inception --num-samples "
+    lines += [f"    gankit eval {OUT.relative_to(ROOT) / 'folder64' / r['name']} --metrics fid_inception --num-samples "
               f"{NUM_SAMPLES}" for r in rows if "fid_inception" in r] + [*notes("folder64-notes.md"), "", END]
     old = DOC.read_text()
     body = "\n".join(lines)
