@@ -14,9 +14,10 @@ transparent pixels on white. No other download happens.
 
 `train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E
 [--set ...]` (one row per recipe and settings: `train dcgan64 --set diffaugment=color,translation,cutout`
-adds a row beside the plain one), then `gankit eval RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID
-of 10,000 samples against all 3,786 images of the folder, the ones it trained on (a folder has no
-test split, and gankit's evaluator knows MNIST and Fashion-MNIST only). With 3,786 real images the
+adds the row dcgan64-diffaugment-color-translation-cutout beside the plain one), then `gankit eval
+RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID of 10,000 samples
+against all 3,786 images of the folder, the ones it trained on (a folder has no test split, and
+gankit's evaluator knows MNIST and Fashion-MNIST only). With 3,786 real images the
 FID is biased upwards; it compares runs on this folder, not published tables. `--no-inception`
 skips it. Wall time, images/s, the FID and the final grid go to benchmarks/out/folder64.json.
 """
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -101,12 +103,18 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
 
 
 def row_name(recipe: str, sets: list[str]) -> str:
-    """The run's folder and grid name: the recipe, then the keys it sets (dcgan64-diffaugment)."""
-    return "-".join([recipe, *(s.split("=")[0] for s in sets)])
+    """The run's folder and grid name: the recipe, then its settings, made safe for a file name
+    (dcgan64-diffaugment-color-translation-cutout)."""
+    return "-".join([recipe, *(re.sub(r"[^A-Za-z0-9_.]+", "-", s) for s in sets)])
+
+
+def name_of(row: dict) -> str:
+    """A recorded row's name (rows recorded before there were names: the recipe's own)."""
+    return row.get("name") or row_name(row["recipe"], row.get("sets", []))
 
 
 def record(row: dict) -> None:
-    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if r["name"] != row["name"]]
+    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if name_of(r) != row["name"]]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
     print(json.dumps(row), flush=True)
 
@@ -130,12 +138,13 @@ def write_doc_section() -> None:
         ips = f"{r['images_per_s']:.0f}" if r.get("images_per_s") else "–"
         fid = (f"{r['fid_inception']:.2f} | {r['num_real']} | {r['eval_s']:.0f} s" if "fid_inception" in r
                else "| | ")  # a row recorded before the FID was measured
-        sets = f" ({', '.join(r['sets'])})" if r["sets"] else ""
-        lines.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | {fid} | "
-                     f"{r['machine']} | ![{r['name']}](grids/folder64/{r['name']}.png) |")
+        sets = f" ({', '.join(r['sets'])})" if r.get("sets") else ""
+        lines.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['steps']} | {r['wall_s']:.0f} s | {ips} | "
+                     f"{fid} | {r['machine']} | ![{name_of(r)}](grids/folder64/{name_of(r)}.png) |")
     lines += ["", "Commands:", ""] + [f"    {r['command']}" for r in rows]
-    lines += [f"    gankit eval {OUT.relative_to(ROOT) / 'folder64' / r['name']} --metrics fid_inception --num-samples "
-              f"{NUM_SAMPLES}" for r in rows if "fid_inception" in r] + [*notes("folder64-notes.md"), "", END]
+    lines += [f"    gankit eval {OUT.relative_to(ROOT) / 'folder64' / name_of(r)} --metrics fid_inception "
+              f"--num-samples {NUM_SAMPLES}" for r in rows if "fid_inception" in r]
+    lines += [*notes("folder64-notes.md"), "", END]
     old = DOC.read_text()
     body = "\n".join(lines)
     write_doc(DOC, with_section(old, BEGIN, END, body))
