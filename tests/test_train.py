@@ -1,6 +1,8 @@
 """Properties of the trainer: resume equals an uninterrupted run, divergence stops cleanly,
 checkpoints are atomic, and a small GAN learns a 2-D mixture."""
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -15,7 +17,7 @@ from gankit.sample import load_generator
 from gankit.monitor import TrainingDiverged
 from gankit.train import resume, train
 
-from conftest import lock_held
+from conftest import fake_images, lock_held
 from test_recipes import small_config
 
 
@@ -212,6 +214,26 @@ def test_precision_auto_is_resolved_and_recorded(tmp_path, tiny_data, capsys):
     expected = resolve_precision("auto", "cpu")[0]
     assert load_checkpoint(cfg.out)["config"].precision == expected  # so a resume keeps it
     assert "precision: cpu " in capsys.readouterr().err  # the banner says what was chosen and why
+
+
+def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, capsys):
+    from gankit.train import SMALL_DATA, small_data_note
+
+    plain = small_config("cs231n-dcgan", tmp_path / "plain")
+    train(plain, progress=False)  # tiny_data: 256 images
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gankit: note: ")]
+    assert len(notes) == 1 and "training on 256 images:" in notes[0] and "diffaugment=" in notes[0], notes
+    resume(plain.out, steps=4, progress=False)
+    assert "gankit: note: " not in capsys.readouterr().err  # said when the run starts, not on every resume
+    train(small_config("cs231n-dcgan", tmp_path / "aug", diffaugment="translation"), progress=False)
+    assert "gankit: note: " not in capsys.readouterr().err  # already augmented: nothing to say
+    many = fake_images(SMALL_DATA, 1, 28)
+    few = dataclasses.replace(many, x=many.x[:SMALL_DATA - 1])
+    assert small_data_note(plain, many) is None and small_data_note(plain, few) is not None
+    limited = small_data_note(dataclasses.replace(plain, limit=2000), dataclasses.replace(many, x=many.x[:2000]))
+    assert limited.startswith("training on 2000 images (--limit 2000):"), limited  # not all of the dataset
+    assert small_data_note(RECIPES["improved-gan"].config(), few) is None  # trains a classifier on its labels
+    assert small_data_note(RECIPES["toy"].config(), dataclasses.replace(few, kind="points")) is None
 
 
 def test_bf16_and_fp32_by_flag_differ_only_in_arithmetic(tmp_path, tiny_data):

@@ -150,7 +150,10 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         "G: z ~ N(0,1)^100, ConvT to 4x4x512 then stride-2 ConvT + BN + ReLU to 64x64, Tanh. D: stride-2 4x4 "
         "convs with LeakyReLU 0.2 and BN after the first, a 4x4 valid conv to one logit. N(0, 0.02) init. "
         "Non-saturating loss, Adam 2e-4 betas (0.5, 0.999), batch 128, 25 epochs (the PyTorch example's "
-        "default); as in that example, the G step reuses the D step's G(z). Runs on folder:PATH (your images, RGB) and on MNIST / Fashion-MNIST resized to 64.",
+        "default); as in that example, the G step reuses the D step's G(z). Runs on folder:PATH (your images, RGB) "
+        "and on MNIST / Fashion-MNIST resized to 64. "
+        "On a few thousand images add --set diffaugment=color,translation,cutout: on 3,786 emoji it collapsed on "
+        "one seed of three without it, on none with it (docs/recipes.md).",
         _dcgan("batch"),
         dict(loss="nonsaturating", lr_g=2e-4, lr_d=2e-4, betas_g=[0.5, 0.999], betas_d=[0.5, 0.999],
              batch_size=128, share_z=True, **_DCGAN64)),

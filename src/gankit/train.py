@@ -43,6 +43,8 @@ from gankit.sample import grid_inputs
 from gankit.semi import SemiSupervised
 from gankit.steps import ema_decay, make_step, update_ema
 
+SMALL_DATA = 10_000  # fewer training images than this, and no DiffAugment: a note at the start
+
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
     """Train a fresh run into the folder cfg.out (under torchrun: one process of a data-parallel job)."""
@@ -223,6 +225,9 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
               f"({num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
               f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}\n"
               f"gankit: precision: {precision_why}", file=sys.stderr)
+    note = small_data_note(cfg, data)
+    if note and world.main and resume_from is None:  # once, as a fresh run starts (the folder is written)
+        print(f"gankit: note: {note}", file=sys.stderr)
     tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
     log = Monitor(run, world, step, num_steps, images_per_step, elapsed, progress, tb)
     log.last_checkpoint = step if resume_from else None
@@ -242,6 +247,19 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
 
 def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
+
+
+def small_data_note(cfg: Config, data: datasets.Dataset) -> str | None:
+    """A line for a GAN trained on fewer than SMALL_DATA images without DiffAugment, where D may learn
+    them by heart and G collapse (dcgan64 on the 3,786 emoji of docs/results.md collapsed on one seed
+    of three; with DiffAugment on none); None otherwise. Semi-supervised runs, which train a classifier
+    on their labels, and 2-D points are left alone."""
+    n = data.x.shape[0]
+    if data.kind != "image" or n >= SMALL_DATA or cfg.diffaugment or is_semi_supervised(cfg):
+        return None
+    return (f"training on {n} images{f' (--limit {cfg.limit})' if cfg.limit else ''}: with a few thousand, D "
+            "may learn them by heart and G collapse; --set diffaugment=color,translation,cutout augments what "
+            "D sees (docs/recipes.md, DiffAugment)")
 
 
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
