@@ -13,8 +13,8 @@ PNG files, as they are, to benchmarks/out/emoji64/ (git-ignored). gankit's folde
 transparent pixels on white. No other download happens.
 
 `train` runs the real CLI, `gankit train RECIPE --dataset folder:benchmarks/out/emoji64 --epochs E
-[--set ...]` (one row per recipe and settings: `train dcgan64 --set diffaugment=color,translation,cutout`
-adds the row dcgan64-diffaugment-color-translation-cutout beside the plain one), then `gankit eval
+[--set ...]` (one row per recipe and settings: `train dcgan64 --set diffaugment=none` adds the row
+dcgan64-diffaugment-none beside the recipe's own), then `gankit eval
 RUN --metrics fid_inception --num-samples 10000` (timed apart): the Inception FID of 10,000 samples
 against all 3,786 images of the folder, the ones it trained on (a folder has no test split, and
 gankit's evaluator knows MNIST and Fashion-MNIST only). With 3,786 real images the
@@ -104,7 +104,7 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
 
 def row_name(recipe: str, sets: list[str]) -> str:
     """The run's folder and grid name: the recipe, then its settings, made safe for a file name
-    (dcgan64-diffaugment-color-translation-cutout)."""
+    (dcgan64-diffaugment-none)."""
     return "-".join([recipe, *(re.sub(r"[^A-Za-z0-9_.]+", "-", s) for s in sets)])
 
 

@@ -97,6 +97,7 @@ def test_resume_is_bit_exact_with_every_technique(tmp_path, tiny_data):
 
 @pytest.mark.parametrize("over, message", [
     (dict(diffaugment="rotate"), "diffaugment=rotate: expected some of color, translation, cutout"),
+    (dict(diffaugment="auto,color"), "diffaugment=auto,color: expected .* or auto or none alone"),
     (dict(g_ema=1.0), "g_ema=1.0: expected a decay"),
     (dict(r1_gamma=-1.0), "r1_gamma=-1.0: must be >= 0"),
     (dict(reg_every=0), "reg_every=0"),
@@ -110,6 +111,9 @@ def test_technique_settings_are_checked(over, message):
 def test_techniques_that_do_not_apply_are_refused():
     with pytest.raises(GankitError, match="holds 2-D points"):
         validate(RECIPES["toy"].config(out="x", diffaugment="color"))
+    for value in ("auto", "none"):  # resolved at start: off for points
+        validate(RECIPES["toy"].config(out="x", diffaugment=value))
+        validate(RECIPES["cs231n-gan"].config(out="x", diffaugment=value))
     with pytest.raises(GankitError, match="weight-normalised already"):
         validate(RECIPES["improved-gan"].config(out="x", spectral_norm=True))
 

@@ -217,7 +217,7 @@ def test_precision_auto_is_resolved_and_recorded(tmp_path, tiny_data, capsys):
 
 
 def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, capsys):
-    from gankit.train import SMALL_DATA, small_data_note
+    from gankit.train import SMALL_DATA, resolve_diffaugment
 
     plain = small_config("cs231n-dcgan", tmp_path / "plain")
     train(plain, progress=False)  # tiny_data: 256 images
@@ -229,11 +229,39 @@ def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, 
     assert "gankit: note: " not in capsys.readouterr().err  # already augmented: nothing to say
     many = fake_images(SMALL_DATA, 1, 28)
     few = dataclasses.replace(many, x=many.x[:SMALL_DATA - 1])
-    assert small_data_note(plain, many) is None and small_data_note(plain, few) is not None
-    limited = small_data_note(dataclasses.replace(plain, limit=2000), dataclasses.replace(many, x=many.x[:2000]))
+    assert resolve_diffaugment(plain, many) == ("", None) and resolve_diffaugment(plain, few)[1] is not None
+    _, limited = resolve_diffaugment(dataclasses.replace(plain, limit=2000), dataclasses.replace(many, x=many.x[:2000]))
     assert limited.startswith("training on 2000 images (--limit 2000):"), limited  # not all of the dataset
-    assert small_data_note(RECIPES["improved-gan"].config(), few) is None  # trains a classifier on its labels
-    assert small_data_note(RECIPES["toy"].config(), dataclasses.replace(few, kind="points")) is None
+    assert resolve_diffaugment(RECIPES["improved-gan"].config(), few) == ("", None)  # trains a classifier on its labels
+    assert resolve_diffaugment(RECIPES["toy"].config(), dataclasses.replace(few, kind="points")) == ("", None)
+    assert resolve_diffaugment(dataclasses.replace(plain, diffaugment="none"), few) == ("", None)  # asked for none
+
+
+def test_diffaugment_auto_is_on_below_ten_thousand_images_and_recorded(tmp_path, tiny_data, capsys):
+    from gankit.train import AUTO_AUGMENT, SMALL_DATA, resolve_diffaugment
+
+    assert RECIPES["dcgan64"].config().diffaugment == "auto"
+    auto = small_config("cs231n-dcgan", tmp_path / "auto", diffaugment="auto")
+    train(auto, progress=False)  # tiny_data: 256 images
+    notes = [line for line in capsys.readouterr().err.splitlines() if line.startswith("gankit: note: ")]
+    assert len(notes) == 1 and "DiffAugment is on" in notes[0] and "diffaugment=none" in notes[0], notes
+    assert load_checkpoint(auto.out)["config"].diffaugment == AUTO_AUGMENT  # so a resume keeps it
+    assert f'"diffaugment": "{AUTO_AUGMENT}"' in (tmp_path / "auto" / "cs231n-dcgan" / "config.json").read_text()
+    explicit = small_config("cs231n-dcgan", tmp_path / "explicit", diffaugment=AUTO_AUGMENT)
+    train(explicit, progress=False)
+    a, b = (load_checkpoint(c.out)["G"] for c in (auto, explicit))
+    assert all(torch.equal(a[k], b[k]) for k in a)  # auto is the explicit policy, draw for draw
+    off = small_config("cs231n-dcgan", tmp_path / "off", diffaugment="none")
+    train(off, progress=False)
+    assert "gankit: note: " not in capsys.readouterr().err and load_checkpoint(off.out)["config"].diffaugment == ""
+    assert not all(torch.equal(a[k], v) for k, v in load_checkpoint(off.out)["G"].items())
+    resume(auto.out, steps=4, progress=False)
+    assert "gankit: note: " not in capsys.readouterr().err  # said once, as the run started
+    assert load_checkpoint(auto.out)["config"].diffaugment == AUTO_AUGMENT
+    many = fake_images(SMALL_DATA, 1, 28)
+    assert resolve_diffaugment(auto, many) == ("", None)  # MNIST-sized sets train as the tutorials do
+    few = dataclasses.replace(many, x=many.x[:100])
+    assert resolve_diffaugment(dataclasses.replace(auto, labels_per_class=10), few) == ("", None)  # a classifier
 
 
 def test_bf16_and_fp32_by_flag_differ_only_in_arithmetic(tmp_path, tiny_data):

@@ -44,7 +44,8 @@ class Config:
     # training techniques
     g_ema: float = 0.0  # decay of a moving average of G's weights that sampling and evaluation use; 0: none
     spectral_norm: bool = False  # spectral normalisation of D's linear and conv layers (Miyato et al. 2018)
-    diffaugment: str = ""  # DiffAugment on real and fake images before D: some of color,translation,cutout
+    diffaugment: str = ""  # DiffAugment on real and fake images before D: some of color,translation,cutout;
+    # auto: all three on fewer than 10,000 training images, none on more (resolved at start); none or "": off
     real_range: str = "signed"  # real images as D sees them: signed [-1, 1] | unit [0, 1) (x / 256, TensorLayerX's)
     limit: int = 0  # train on this many images of the training split, drawn with data_seed (small-data runs); 0: all
 
@@ -259,8 +260,9 @@ def validate(cfg: Config) -> None:
     need(cfg.acgan_weight >= 0, f"acgan_weight={cfg.acgan_weight}: must be >= 0")
     need(cfg.reg_every >= 1, f"reg_every={cfg.reg_every}: must be at least 1")
     bad_aug = [p for p in cfg.diffaugment.split(",") if p and p not in AUGMENTATIONS]
-    need(not bad_aug, f"diffaugment={cfg.diffaugment}: expected some of {', '.join(AUGMENTATIONS)}")
-    need(not cfg.diffaugment or not cfg.dataset.startswith("toy:"),
+    need(cfg.diffaugment in ("auto", "none") or not bad_aug,
+         f"diffaugment={cfg.diffaugment}: expected some of {', '.join(AUGMENTATIONS)}, or auto or none alone")
+    need(cfg.diffaugment in ("", "auto", "none") or not cfg.dataset.startswith("toy:"),
          f"diffaugment={cfg.diffaugment}: DiffAugment transforms images; {cfg.dataset} holds 2-D points")
     need(not (cfg.compile and (cfg.r1_gamma or cfg.r2_gamma)), "compile=true: torch.compile does not support the "
          "double backward of R1/R2; train without it")

@@ -43,7 +43,8 @@ from gankit.sample import grid_inputs
 from gankit.semi import SemiSupervised
 from gankit.steps import ema_decay, make_step, update_ema
 
-SMALL_DATA = 10_000  # fewer training images than this, and no DiffAugment: a note at the start
+SMALL_DATA = 10_000  # fewer training images than this: diffaugment=auto turns DiffAugment on, else a note says so
+AUTO_AUGMENT = "color,translation,cutout"  # what diffaugment=auto turns on
 
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
@@ -186,7 +187,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
 
     # ---- data: the whole training split, and the budget in steps
     data = datasets.load_split(cfg)
-    cfg = with_data(dataclasses.replace(cfg, precision=precision), data)
+    augment, augment_note = resolve_diffaugment(cfg, data)  # "auto" resolved here too, recorded the same way
+    cfg = with_data(dataclasses.replace(cfg, precision=precision, diffaugment=augment), data)
     images_per_step = cfg.batch_size * world.size * cfg.n_critic
     per_epoch = data.x.shape[0] // images_per_step
     if per_epoch < 1:
@@ -225,9 +227,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
               f"({num_steps / per_epoch:.3g} epochs), {device}, {cfg.precision}"
               f"{f', {world.size} processes' if world.size > 1 else ''} -> {run.path}\n"
               f"gankit: precision: {precision_why}", file=sys.stderr)
-    note = small_data_note(cfg, data)
-    if note and world.main and resume_from is None:  # once, as a fresh run starts (the folder is written)
-        print(f"gankit: note: {note}", file=sys.stderr)
+    if augment_note and world.main and resume_from is None:  # once, as a fresh run starts (the folder is written)
+        print(f"gankit: note: {augment_note}", file=sys.stderr)
     tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
     log = Monitor(run, world, step, num_steps, images_per_step, elapsed, progress, tb)
     log.last_checkpoint = step if resume_from else None
@@ -249,17 +250,27 @@ def _identity(x: torch.Tensor) -> torch.Tensor:
     return x
 
 
-def small_data_note(cfg: Config, data: datasets.Dataset) -> str | None:
-    """A line for a GAN trained on fewer than SMALL_DATA images without DiffAugment, where D may learn
-    them by heart and G collapse (dcgan64 on the 3,786 emoji of docs/results.md collapsed on one seed
-    of three; with DiffAugment on none); None otherwise. Semi-supervised runs, which train a classifier
-    on their labels, and 2-D points are left alone."""
-    n = data.x.shape[0]
-    if data.kind != "image" or n >= SMALL_DATA or cfg.diffaugment or is_semi_supervised(cfg):
-        return None
-    return (f"training on {n} images{f' (--limit {cfg.limit})' if cfg.limit else ''}: with a few thousand, D "
-            "may learn them by heart and G collapse; --set diffaugment=color,translation,cutout augments what "
-            "D sees (docs/recipes.md, DiffAugment)")
+def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str | None]:
+    """-> (the DiffAugment policy the run trains with, "" for none; a note for a fresh run's start or None).
+    `auto` is all three transforms on fewer than SMALL_DATA images, none on more: with a few thousand,
+    D may learn them by heart and G collapse (dcgan64 on the 3,786 emoji of docs/results.md collapsed
+    on one seed of three without it, on none with it). `none` and "" are off; a run left without it on
+    a small image set gets a note naming the setting. Semi-supervised runs, which train a classifier on
+    their labels, and 2-D points: auto is off and nothing is suggested. config.json records the policy,
+    so a resume keeps it."""
+    asked, n = cfg.diffaugment, data.x.shape[0]
+    if asked not in ("auto", "none", ""):
+        return asked, None
+    if data.kind != "image" or n >= SMALL_DATA or is_semi_supervised(cfg) or asked == "none":
+        return "", None
+    images = f"training on {n} images{f' (--limit {cfg.limit})' if cfg.limit else ''}"
+    if asked == "auto":
+        return AUTO_AUGMENT, (f"{images}: fewer than {SMALL_DATA:,}, so DiffAugment is on (diffaugment=auto: "
+                              f"{AUTO_AUGMENT}) to keep D from learning them by heart; --set diffaugment=none "
+                              "trains without it (docs/recipes.md, DiffAugment)")
+    return "", (f"{images}: with a few thousand, D may learn them by heart and G collapse; --set "
+                f"diffaugment={AUTO_AUGMENT} (or auto) augments what D sees, --set diffaugment=none silences this "
+                "note (docs/recipes.md, DiffAugment)")
 
 
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
