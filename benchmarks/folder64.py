@@ -3,6 +3,7 @@ faces there), end to end through `--dataset folder:PATH`.
 
     python benchmarks/folder64.py prepare                    # the image folder (npm, checked), once
     python benchmarks/folder64.py train dcgan64 --epochs 20  # train on it; grid -> docs/grids/folder64/
+    python benchmarks/folder64.py train wgan --epochs 90 --resume  # continue a recorded run
     python benchmarks/folder64.py --write-doc                # docs/results.md from the runs recorded
 
 The images: the 3,786 emoji of Google's Noto Emoji at 64 x 64 px (RGBA PNG) as the npm package
@@ -69,15 +70,19 @@ def prepare() -> None:
     print(f"wrote {len(list(FOLDER.glob('*.png')))} images to {FOLDER}")
 
 
-def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -> None:
+def train(recipe: str, epochs: float, sets: list[str], inception: bool = True, resume: bool = False) -> None:
     if not FOLDER.is_dir():
         sys.exit(f"{FOLDER}: not there yet; run `python benchmarks/folder64.py prepare` first")
     name = row_name(recipe, sets)
     out = OUT / "folder64" / name
     sets_args = [a for s in sets for a in ("--set", s)]
     shown = ["train", recipe, "--dataset", f"folder:{FOLDER.relative_to(ROOT)}", "--epochs", f"{epochs:g}", *sets_args]
-    cmd = [sys.executable, "-m", "gankit", *shown, "--out", str(out), "--overwrite", "--no-progress"]
-    print("$ gankit", " ".join(shown), flush=True)
+    before = next((r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if name_of(r) == name), None)
+    if resume and not (before and (out / "checkpoint.pt").exists()):
+        sys.exit(f"--resume: no recorded run {name} with a checkpoint in {out}; train it first")
+    cmd = [sys.executable, "-m", "gankit", *(["train", "--resume", str(out), "--epochs", f"{epochs:g}"] if resume else
+                                             [*shown, "--out", str(out), "--overwrite"]), "--no-progress"]
+    print("$ gankit", " ".join(cmd[3:] if resume else shown), flush=True)
     t = time.perf_counter()
     p = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if p.returncode:
@@ -89,9 +94,11 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True) -
         im.convert("RGB").quantize(colors=128, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE).save(
             DOCS / "grids" / "folder64" / f"{name}.png", optimize=True)
     row = {"name": name, "recipe": recipe, "epochs": epochs, "sets": sets, "steps": summary["steps"],
-           "wall_s": time.perf_counter() - t,
+           "wall_s": time.perf_counter() - t + (before["wall_s"] if resume else 0),
            "images_per_s": summary.get("images_per_s"), "machine": machine(), "date": time.strftime("%Y-%m-%d"),
            "command": "gankit " + " ".join(shown)}
+    if resume:  # a resume continues bit for bit, so the row is the command's; it says how it was made
+        row["resumed"] = f"trained for {before['epochs']:g} epochs, then resumed to {epochs:g} (wall: both sessions)"
     record(row)  # the training is kept even if the evaluation below fails
     if inception:
         t = time.perf_counter()
@@ -158,12 +165,13 @@ def main() -> None:
     ap.add_argument("--epochs", type=float, default=20)
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     ap.add_argument("--no-inception", action="store_true", help="train only: no Inception FID (~10-20 min on a 2-core CPU)")
+    ap.add_argument("--resume", action="store_true", help="train only: continue the recorded run to --epochs")
     ap.add_argument("--write-doc", action="store_true")
     args = ap.parse_args()
     if args.what == "prepare":
         prepare()
     elif args.what == "train":
-        train(args.recipe, args.epochs, args.set, not args.no_inception)
+        train(args.recipe, args.epochs, args.set, not args.no_inception, args.resume)
     if args.write_doc:
         write_doc_section()
 
