@@ -154,7 +154,7 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in [
         "and on MNIST / Fashion-MNIST resized to 64. "
         "Deviation: on fewer than 10,000 images DiffAugment is on (diffaugment=auto): on 3,786 emoji the "
         "tutorials' setting collapsed on one seed of three, with DiffAugment on none (docs/recipes.md); "
-        "--set diffaugment=none restores it. On MNIST, Fashion-MNIST or CelebA it is off, as in the tutorials.",
+        "--set diffaugment=none trains as they do. On MNIST, Fashion-MNIST or CelebA it is off, as in the tutorials.",
         _dcgan("batch"),
         dict(loss="nonsaturating", lr_g=2e-4, lr_d=2e-4, betas_g=[0.5, 0.999], betas_d=[0.5, 0.999],
              batch_size=128, share_z=True, diffaugment="auto", **_DCGAN64)),
