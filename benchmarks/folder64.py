@@ -77,7 +77,7 @@ def train(recipe: str, epochs: float, sets: list[str], inception: bool = True, r
     out = OUT / "folder64" / name
     sets_args = [a for s in sets for a in ("--set", s)]
     shown = ["train", recipe, "--dataset", f"folder:{FOLDER.relative_to(ROOT)}", "--epochs", f"{epochs:g}", *sets_args]
-    before = next((r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if name_of(r) == name), None)
+    before = next((r for r in recorded() if name_of(r) == name), None)
     if resume and not (before and (out / "checkpoint.pt").exists()):
         sys.exit(f"--resume: no recorded run {name} with a checkpoint in {out}; train it first")
     cmd = [sys.executable, "-m", "gankit", *(["train", "--resume", str(out), "--epochs", f"{epochs:g}"] if resume else
@@ -120,8 +120,13 @@ def name_of(row: dict) -> str:
     return row.get("name") or row_name(row["recipe"], row.get("sets", []))
 
 
+def recorded() -> list[dict]:
+    """The rows of benchmarks/out/folder64.json (none before the first run)."""
+    return json.loads(RESULTS.read_text()) if RESULTS.exists() else []
+
+
 def record(row: dict) -> None:
-    rows = [r for r in (json.loads(RESULTS.read_text()) if RESULTS.exists() else []) if name_of(r) != row["name"]]
+    rows = [r for r in recorded() if name_of(r) != row["name"]]
     RESULTS.write_text(json.dumps(rows + [row], indent=2))
     print(json.dumps(row), flush=True)
 

@@ -31,7 +31,7 @@ from gankit import data as datasets
 from gankit import distributed, graphs
 from gankit.augment import diff_augment
 from gankit.build import build, build_settings, compile_or_eager, lr_scale, mixes_samples, put_back, set_lr
-from gankit.config import Config, is_semi_supervised, validate, with_data
+from gankit.config import AUGMENTATIONS, Config, is_semi_supervised, validate, with_data
 from gankit.errors import GankitError
 from gankit.files import write_text_atomic
 from gankit.hardware import autocast, pick_device, resolve_precision
@@ -44,7 +44,7 @@ from gankit.semi import SemiSupervised
 from gankit.steps import ema_decay, make_step, update_ema
 
 SMALL_DATA = 10_000  # fewer training images than this: diffaugment=auto turns DiffAugment on, else a note says so
-AUTO_AUGMENT = "color,translation,cutout"  # what diffaugment=auto turns on
+AUTO_AUGMENT = ",".join(AUGMENTATIONS)  # what diffaugment=auto turns on: all of them
 
 
 def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dict[str, Any]:
