@@ -124,26 +124,29 @@ def widen(row: str) -> str:
 
 
 def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list[str]:
-    """Where the rows ran: one machine for all, or "Machine: M." for the rows kept from the old doc
-    and "Machine of `a`, `b`: M." for each machine of the new ones."""
+    """Where the rows ran, each row named under one machine: "Machine: M." for all of them where
+    they share one, else "Machine: M." for the old doc's general machine (the most common one where
+    no row has it any more) and "Machine of `a`, `b`: M." for each other machine. A kept row keeps
+    the machine the old doc gave it; a new row, the machine it ran on."""
     shown = [n for n in order if n in results or n in kept]
-    by_machine: dict[str, list[str]] = {}
-    for n in shown:
-        if n in results:
-            by_machine.setdefault(results[n]["machine"], []).append(n)
     old_lines = [line for line in old.split("\n## ")[0].splitlines() if line.startswith("Machine")]
-    old_rows_of = {}  # machine lines of the old doc that named their rows, by row
+    general = next((line.removeprefix("Machine: ").removesuffix(".") for line in old_lines
+                    if line.startswith("Machine: ")), None)
+    named = {}  # the machine the old doc named for a row
     for line in old_lines:
         if line.startswith("Machine of "):
-            names = line.removeprefix("Machine of ").split(": ")[0].replace("`", "").split(", ")
-            old_rows_of.update({n: line for n in names})
-    kept_only = [n for n in shown if n not in results]
-    if not kept_only and len(by_machine) == 1:
-        return [f"Machine: {next(iter(by_machine))}."]
-    out = [line for line in old_lines if line.startswith("Machine: ")][:1] if kept_only else []
-    kept_lines = {old_rows_of[n] for n in kept_only if n in old_rows_of}
-    out += [line for line in old_lines if line in kept_lines]  # in the old doc's order, so a re-render keeps it
-    out += [f"Machine of {', '.join(f'`{n}`' for n in names)}: {m}." for m, names in by_machine.items()]
+            names, m = line.removeprefix("Machine of ").split(": ", 1)
+            named.update({n: m.removesuffix(".") for n in names.replace("`", "").split(", ")})
+    where = {n: results[n]["machine"] if n in results else named.get(n, general) for n in shown}
+    by_machine: dict[str, list[str]] = {}
+    for n in shown:
+        if where[n] is not None:
+            by_machine.setdefault(where[n], []).append(n)
+    if len(by_machine) <= 1:
+        return [f"Machine: {m}." for m in by_machine]
+    first = general if general in by_machine else max(by_machine, key=lambda m: len(by_machine[m]))
+    out = [f"Machine: {first}."] + [f"Machine of {', '.join(f'`{n}`' for n in names)}: {m}."
+                                    for m, names in by_machine.items() if m != first]
     return [line for pair in zip(out, [""] * len(out)) for line in pair][:-1]
 
 

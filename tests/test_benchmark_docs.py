@@ -50,6 +50,33 @@ def test_a_new_recipe_row_replaces_only_its_own():
     assert new[new.index(ssl_bench.BEGIN):] == DOC[DOC.index(ssl_bench.BEGIN):]  # the sections after, as they were
 
 
+def test_each_row_is_named_under_one_machine_only():
+    from gankit.recipes import RECIPES
+
+    def machines(doc):  # row -> the machines the doc names it under ("Machine:" lines: the rows no other names)
+        lines = [line for line in doc.split("\n## ")[0].splitlines() if line.startswith("Machine")]
+        named = {}
+        for line in lines:
+            if line.startswith("Machine of "):
+                names, m = line.removeprefix("Machine of ").split(": ", 1)
+                for n in names.replace("`", "").split(", "):
+                    named.setdefault(n, []).append(m)
+        general = [line.removeprefix("Machine: ") for line in lines if line.startswith("Machine: ")]
+        return {n: named.get(n, general) for n in recipes_bench.old_rows(doc)}
+
+    old = machines(DOC)
+    assert all(len(m) == 1 for m in old.values())
+    for machine in ("a machine no row ran on", old["wgan"][0].removesuffix("."), old["tlx-mlp"][0].removesuffix(".")):
+        row = {"recipe": "wgan", "sets": ["image_size=32"], "dataset": "mnist", "epochs": 50, "steps": 9350,
+               "wall_s": 4000.0, "train_s": 3900.0, "images_per_s": 750.0, "final": {},
+               "metrics": {"fid": 40.0, "is": 7.0, "precision": 0.5, "recall": 0.1, "modes": 10, "fid_floor": 0.35},
+               "command": "gankit train wgan --dataset mnist --epochs 50 --set image_size=32",
+               "machine": machine, "date": "2026-01-01"}
+        new = machines(recipes_bench.render_doc({"wgan": row}, DOC, list(RECIPES)))
+        assert new["wgan"] == [machine + "."]
+        assert {n: m for n, m in new.items() if n != "wgan"} == {n: m for n, m in old.items() if n != "wgan"}
+
+
 def test_a_row_trained_with_set_overrides_names_them_in_its_recipe_cell_and_command():
     from gankit.recipes import RECIPES
 
