@@ -81,6 +81,7 @@ JOBS = [
     # seed 1 4.83 (42), seed 2 4.78 (40): 4.85 ± 0.08, the MNIST goal met
     *seeds("r3gan-mnist-lazy-32-lrdecay", "r3gan-mnist", 32, sets=["reg_every=4", "lr_decay=0.25"]),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
+    # The CPU answered on 2026-11-28 (results.md): 51.2 at 50 epochs, 46.4 at 100, about -0.1 per epoch by then
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
     *seeds("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
     *seeds("cs231n-dcgan-20+ema-fashion", "cs231n-dcgan", 20, dataset="fashion-mnist", sets=EMA),

@@ -170,3 +170,22 @@ def test_ssl_benchmark_stopped_part_way_keeps_the_runs_that_finished(tmp_path, m
         ssl_bench.main()
     saved = json.loads((tmp_path / "ssl-cpu.json").read_text())
     assert [r["seed"] for r in saved["runs"]] == [0] and saved["command"].startswith("python")
+
+
+def test_curve_draws_a_run_and_names_a_run_without_evaluations(tmp_path):
+    import subprocess
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "stats.jsonl").write_text("".join(f'{{"step": {s}, "time_s": {s / 10}}}\n' for s in (100, 200, 300)))
+    (run / "metrics.jsonl").write_text('{"step": 100, "fid": 80.0}\n{"step": 300, "fid": 40.0}\n')
+    script = str(ROOT / "benchmarks" / "curve.py")
+    p = subprocess.run([sys.executable, script, str(run), "-o", str(tmp_path / "c.png")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "run: 2 points" in p.stdout
+    (run / "metrics.jsonl").write_text("")
+    p = subprocess.run([sys.executable, script, str(run), "-o", str(tmp_path / "d.png")], capture_output=True,
+                       text=True, timeout=120)
+    assert p.returncode == 1 and p.stderr.strip() == f"{run}: metrics.jsonl holds no evaluation; train with --eval-every"
+    assert not (tmp_path / "d.png").exists()
