@@ -24,16 +24,25 @@ def main() -> None:
     args = ap.parse_args()
     if args.label and len(args.label) != len(args.runs):
         raise SystemExit(f"--label: {len(args.label)} given for {len(args.runs)} runs; give one per run or none")
+    labels = args.label or [str(r) for r in args.runs]
+    if len(set(labels)) != len(labels):
+        raise SystemExit(f"--label: each run needs its own legend entry, got {', '.join(labels)}")
+    if args.output.suffix.lower() != ".png":
+        raise SystemExit(f"-o {args.output}: the curve is a PNG; name the file NAME.png")
     lines = {}
-    for run, label in zip(args.runs, args.label or [r.name for r in args.runs]):
+    for run, label in zip(args.runs, labels):
+        for name in ("stats.jsonl", "metrics.jsonl"):
+            if not (run / name).is_file():
+                raise SystemExit(f"{run}: no {name}; draw a run folder of `gankit train --eval-every N`")
         try:
             points = fid_over_time(run)
-        except (OSError, ValueError, KeyError) as e:
-            raise SystemExit(f"{run}: no FID curve to draw (needs stats.jsonl and the metrics.jsonl of "
-                             f"`gankit train --eval-every`): {e}") from None
+        except (ValueError, KeyError) as e:
+            raise SystemExit(f"{run}: its stats.jsonl or metrics.jsonl is not a gankit run's log "
+                             f"({type(e).__name__}: {e})") from None
         if not points:
             raise SystemExit(f"{run}: metrics.jsonl holds no evaluation; train with --eval-every")
         lines[label] = points
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     curve(lines, args.output, f"training time, s ({machine()})")
     print(f"wrote {args.output} ({', '.join(f'{k}: {len(v)} points' for k, v in lines.items())})")
 

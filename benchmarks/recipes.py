@@ -138,11 +138,11 @@ def machine_lines(results: dict, old: str, kept: dict, order: list[str]) -> list
         if line.startswith("Machine of "):
             names, m = line.removeprefix("Machine of ").split(": ", 1)
             named.update({n: m.removesuffix(".") for n in names.replace("`", "").split(", ")})
-    where = {n: results[n]["machine"] if n in results else named.get(n, general) for n in shown}
+    where = {n: results[n]["machine"] if n in results else named.get(n, general) or "a machine not recorded"
+             for n in shown}
     by_machine: dict[str, list[str]] = {}
     for n in shown:
-        if where[n] is not None:
-            by_machine.setdefault(where[n], []).append(n)
+        by_machine.setdefault(where[n], []).append(n)
     if len(by_machine) <= 1:
         return [f"Machine: {m}." for m in by_machine]
     first = general if general in by_machine else max(by_machine, key=lambda m: len(by_machine[m]))

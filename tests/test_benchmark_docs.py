@@ -72,8 +72,10 @@ def test_each_row_is_named_under_one_machine_only():
                "metrics": {"fid": 40.0, "is": 7.0, "precision": 0.5, "recall": 0.1, "modes": 10, "fid_floor": 0.35},
                "command": "gankit train wgan --dataset mnist --epochs 50 --set image_size=32",
                "machine": machine, "date": "2026-01-01"}
-        new = machines(recipes_bench.render_doc({"wgan": row}, DOC, list(RECIPES)))
+        doc = recipes_bench.render_doc({"wgan": row}, DOC, list(RECIPES))
+        new = machines(doc)
         assert new["wgan"] == [machine + "."]
+        assert recipes_bench.render_doc({}, doc, list(RECIPES)) == doc  # kept as written once the json is gone
         assert {n: m for n, m in new.items() if n != "wgan"} == {n: m for n, m in old.items() if n != "wgan"}
 
 
@@ -183,7 +185,7 @@ def test_curve_draws_a_run_and_names_a_run_without_evaluations(tmp_path):
     p = subprocess.run([sys.executable, script, str(run), "-o", str(tmp_path / "c.png")], capture_output=True,
                        text=True, timeout=120)
     assert p.returncode == 0, p.stderr
-    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and "run: 2 points" in p.stdout
+    assert (tmp_path / "c.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and f"{run}: 2 points" in p.stdout
     (run / "metrics.jsonl").write_text("")
     p = subprocess.run([sys.executable, script, str(run), "-o", str(tmp_path / "d.png")], capture_output=True,
                        text=True, timeout=120)
