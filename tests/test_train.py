@@ -236,7 +236,9 @@ def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, 
     assert resolve_diffaugment(RECIPES["toy"].config(), dataclasses.replace(few, kind="points")) == ("", None)
     assert resolve_diffaugment(dataclasses.replace(plain, diffaugment="none"), few) == ("", None)  # asked for none
     _, clipped = resolve_diffaugment(RECIPES["wgan"].config(), few)  # weight clipping: not suggested
-    assert "no help with weight clipping" in clipped and "diffaugment=color" not in clipped, clipped
+    assert "did not help wgan" in clipped and "diffaugment=color" not in clipped, clipped
+    assert "--set diffaugment=none" in clipped
+    assert "diffaugment=color" in resolve_diffaugment(dataclasses.replace(plain, clip=0.01), few)[1]  # not measured
 
 
 def test_diffaugment_auto_is_on_below_ten_thousand_images_and_recorded(tmp_path, tiny_data, capsys):
