@@ -19,7 +19,7 @@ from common import curve, fid_over_time, machine
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("runs", nargs="+", type=Path, help="run folders")
-    ap.add_argument("--label", action="append", default=[], help="legend entry per run (default: the folder's name)")
+    ap.add_argument("--label", action="append", default=[], help="legend entry per run (default: the folder as given)")
     ap.add_argument("-o", "--output", type=Path, required=True, help="the PNG to write")
     args = ap.parse_args()
     if args.label and len(args.label) != len(args.runs):

@@ -269,13 +269,11 @@ def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str |
         return AUTO_AUGMENT, (f"{images}: fewer than {SMALL_DATA:,}, so DiffAugment is on (diffaugment=auto: "
                               f"{AUTO_AUGMENT}) to keep D from learning them by heart; --set diffaugment=none "
                               "trains without it (docs/recipes.md, DiffAugment)")
-    if cfg.clip and cfg.loss == "wasserstein":  # measured: wgan with DiffAugment drew one shape on every sample
-        return "", (f"{images}: with a few thousand, D may learn them by heart and G collapse; DiffAugment did not "
-                    "help wgan (weight clipping) on 3,786 emoji: with it, every sample was one shape; "
-                    "--set diffaugment=none silences this note (docs/recipes.md, DiffAugment)")
-    return "", (f"{images}: with a few thousand, D may learn them by heart and G collapse; --set "
-                f"diffaugment={AUTO_AUGMENT} (or auto) augments what D sees, --set diffaugment=none silences this "
-                "note (docs/recipes.md, DiffAugment)")
+    advice = ("DiffAugment did not help wgan (weight clipping) on 3,786 emoji: with it, every sample was one "
+              "shape;" if cfg.clip and cfg.loss == "wasserstein"  # measured: one shape on every sample, both seeds
+              else f"--set diffaugment={AUTO_AUGMENT} (or auto) augments what D sees,")
+    return "", (f"{images}: with a few thousand, D may learn them by heart and G collapse; {advice} "
+                "--set diffaugment=none silences this note (docs/recipes.md, DiffAugment)")
 
 
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
