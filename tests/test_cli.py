@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 from PIL import Image
 
 from gankit.cli import main
@@ -50,6 +51,23 @@ def test_info_and_dry_run(capsys):
     assert main(["train", "wgan-gp", "--dry-run", "--set", "lr_g=3e-4", "--out", "x"]) == 0
     cfg = json.loads(capsys.readouterr().out)
     assert cfg["lr_g"] == 3e-4 and cfg["gp_weight"] == 10 and cfg["n_critic"] == 5
+
+
+def test_dry_run_says_what_auto_becomes_here(capsys, monkeypatch):
+    from gankit import hardware
+
+    avx2 = hardware.Hardware("cpu", "an AVX2 laptop", "AVX2", native_bf16=False)
+    monkeypatch.setattr(hardware, "inspect", lambda device: avx2)
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["precision"] == "auto"  # the config as given; what it becomes goes to stderr
+    assert "precision auto: cpu AVX2, no native bf16 -> fp32" in err
+    assert "diffaugment auto: color,translation,cutout on fewer than 10,000 training images" in err
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--precision", "bf16"]) == 0
+    assert "warning: bf16 is emulated" in capsys.readouterr().err
+    if not torch.cuda.is_available():  # a device this machine lacks fails here, not when the run starts
+        assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cuda"]) == 2
+        assert "--device cuda: CUDA is not available" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("verb", ["train", "sample", "eval", "report", "info", "recipes"])

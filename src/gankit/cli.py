@@ -103,7 +103,8 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
-    t.add_argument("--dry-run", action="store_true", help="print the resolved config and exit")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit; what "
+                   "precision=auto becomes on this machine, and the rule for diffaugment=auto, go to stderr")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="write a grid of samples from a run or checkpoint")
@@ -184,7 +185,7 @@ def cmd_info(args) -> None:
 def cmd_train(args) -> None:
     from gankit.config import validate
     from gankit.recipes import get
-    from gankit.train import resume, train
+    from gankit.train import dry_run_notes, resume, train
 
     over = _overrides(args)
     progress = not args.no_progress
@@ -203,6 +204,8 @@ def cmd_train(args) -> None:
         validate(cfg)
         if args.dry_run:
             print(cfg.to_json())
+            for note in dry_run_notes(cfg):
+                print(f"gankit: {note}", file=sys.stderr)
             return
         summary = train(cfg, overwrite=args.overwrite, progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job

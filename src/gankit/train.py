@@ -276,6 +276,19 @@ def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str |
                 "--set diffaugment=none silences this note (docs/recipes.md, DiffAugment)")
 
 
+def dry_run_notes(cfg: Config) -> list[str]:
+    """What setup() would make of cfg's `auto` settings here, without loading data or building anything:
+    the precision chosen for this machine's device (with the warning for emulated bf16) and the rule
+    that decides diffaugment=auto once the data is loaded. A --device this machine lacks is an error."""
+    precision, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device))
+    notes = [f"precision {cfg.precision}: {why}"] + ([f"warning: {warning}"] if warning else [])
+    if cfg.diffaugment == "auto":
+        notes.append("diffaugment auto: off (a semi-supervised run)" if is_semi_supervised(cfg) else
+                     f"diffaugment auto: {AUTO_AUGMENT} on fewer than {SMALL_DATA:,} training images, off on more "
+                     "and on 2-D points; decided when the data is loaded")
+    return notes
+
+
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
             num_steps: int) -> tuple[int, float]:
     """Weights, optimisers and RNG streams from a checkpoint; the run folder's logs cut back to its
