@@ -38,6 +38,9 @@ def test_train_sample_resume_on_mnist(tmp_path):
     gankit("sample", str(run), "-n", "16", "-o", str(tmp_path / "g.png"), "--seed", "3")
     assert Image.open(tmp_path / "g.png").size == (4 * 30 + 2, 4 * 30 + 2)
 
+    p = gankit("train", "--resume", str(run), "--steps", "30", "--dry-run")  # says, and trains nothing
+    assert json.loads(p.stdout)["steps"] == 30 and json.loads(p.stdout)["out"] == str(run)
+    assert "gankit: precision" in p.stderr and len((run / "stats.jsonl").read_text().splitlines()) == 2
     p = gankit("train", "--resume", str(run), "--steps", "30")
     assert json.loads(p.stdout)["steps"] == 30
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]
@@ -65,9 +68,16 @@ def test_dry_run_says_what_auto_becomes_here(capsys, monkeypatch):
     assert "diffaugment auto: color,translation,cutout on fewer than 10,000 training images" in err
     assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--precision", "bf16"]) == 0
     assert "warning: bf16 is emulated" in capsys.readouterr().err
-    if not torch.cuda.is_available():  # a device this machine lacks fails here, not when the run starts
-        assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cuda"]) == 2
-        assert "--device cuda: CUDA is not available" in capsys.readouterr().err
+    assert main(["train", "toy", "--dry-run", "--out", "x", "--set", "diffaugment=auto"]) == 0
+    assert "diffaugment auto: off (2-D points)" in capsys.readouterr().err
+    assert main(["train", "ssgan", "--dry-run", "--out", "x", "--set", "diffaugment=auto"]) == 0
+    assert "diffaugment auto: off (a semi-supervised run)" in capsys.readouterr().err
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--set", "diffaugment=none"]) == 0
+    assert "diffaugment" not in capsys.readouterr().err
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)  # a device the machine lacks fails here,
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cuda"]) == 2  # not when the run starts
+    out, err = capsys.readouterr()
+    assert "--device cuda: CUDA is not available" in err and out == ""
 
 
 @pytest.mark.parametrize("verb", ["train", "sample", "eval", "report", "info", "recipes"])

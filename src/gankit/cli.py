@@ -103,8 +103,9 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                    help="override any config field, e.g. --set lr_g=1e-4 (repeatable)")
     t.add_argument("--overwrite", action="store_true", help="replace an existing run folder at --out")
-    t.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON and exit; what "
-                   "precision=auto becomes on this machine, and the rule for diffaugment=auto, go to stderr")
+    t.add_argument("--dry-run", action="store_true", help="print the resolved config as JSON (with --resume: "
+                   "the config the run would continue with) and exit; the precision it gets on this machine, and the "
+                   "rule for diffaugment=auto, go to stderr")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     s = sub.add_parser("sample", help="write a grid of samples from a run or checkpoint")
@@ -185,13 +186,15 @@ def cmd_info(args) -> None:
 def cmd_train(args) -> None:
     from gankit.config import validate
     from gankit.recipes import get
-    from gankit.train import dry_run_notes, resume, train
+    from gankit.train import resume, resumed_config, train
 
     over = _overrides(args)
     progress = not args.no_progress
     if args.resume:
         if args.recipe:
             raise GankitError("--resume RUN takes no recipe: the run's own config is used")
+        if args.dry_run:
+            return dry_run(resumed_config(args.resume, **over)[0])
         summary = resume(args.resume, progress=progress, **over)
     else:
         if not args.recipe:
@@ -203,13 +206,20 @@ def cmd_train(args) -> None:
         cfg = recipe.config(**over)
         validate(cfg)
         if args.dry_run:
-            print(cfg.to_json())
-            for note in dry_run_notes(cfg):
-                print(f"gankit: {note}", file=sys.stderr)
-            return
+            return dry_run(cfg)
         summary = train(cfg, overwrite=args.overwrite, progress=progress)
     if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
         print(json.dumps(summary))
+
+
+def dry_run(cfg) -> None:
+    """--dry-run: the config as JSON on stdout; what its precision and `auto` settings become here on stderr."""
+    from gankit.train import dry_run_notes
+
+    notes = dry_run_notes(cfg)  # first: a --device this machine lacks fails before anything is printed
+    print(cfg.to_json())
+    for note in notes:
+        print(f"gankit: {note}", file=sys.stderr)
 
 
 def cmd_sample(args) -> None:

@@ -55,6 +55,12 @@ def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dic
 def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
     (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
+    cfg, state = resumed_config(run, **overrides)
+    return _fit(cfg, state, False, progress)
+
+
+def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
+    """-> (the config a resume of `run` continues with, the checkpoint's state); see resume()."""
     allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
                "cuda_graph", "eval_every", "eval_samples", "tensorboard"}
     bad = sorted(set(overrides) - allowed)
@@ -65,7 +71,7 @@ def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
-    return _fit(cfg, state, False, progress)
+    return cfg, state
 
 
 def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
@@ -277,15 +283,17 @@ def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str |
 
 
 def dry_run_notes(cfg: Config) -> list[str]:
-    """What setup() would make of cfg's `auto` settings here, without loading data or building anything:
-    the precision chosen for this machine's device (with the warning for emulated bf16) and the rule
-    that decides diffaugment=auto once the data is loaded. A --device this machine lacks is an error."""
+    """What setup() would make of cfg's precision and `auto` settings here, without loading data or
+    building anything: the precision for this machine's device (auto: bf16 where it is native; bf16
+    asked for where it is emulated: a warning) and the rule that decides diffaugment=auto once the
+    data is loaded. A --device this machine lacks is an error."""
     precision, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device))
     notes = [f"precision {cfg.precision}: {why}"] + ([f"warning: {warning}"] if warning else [])
     if cfg.diffaugment == "auto":
         notes.append("diffaugment auto: off (a semi-supervised run)" if is_semi_supervised(cfg) else
-                     f"diffaugment auto: {AUTO_AUGMENT} on fewer than {SMALL_DATA:,} training images, off on more "
-                     "and on 2-D points; decided when the data is loaded")
+                     "diffaugment auto: off (2-D points)" if cfg.dataset.startswith("toy:") else
+                     f"diffaugment auto: {AUTO_AUGMENT} on fewer than {SMALL_DATA:,} training images, off on "
+                     f"{SMALL_DATA:,} or more; decided when the data is loaded")
     return notes
 
 
