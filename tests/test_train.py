@@ -235,9 +235,10 @@ def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, 
     assert resolve_diffaugment(RECIPES["improved-gan"].config(), few) == ("", None)  # trains a classifier on its labels
     assert resolve_diffaugment(RECIPES["toy"].config(), dataclasses.replace(few, kind="points")) == ("", None)
     assert resolve_diffaugment(dataclasses.replace(plain, diffaugment="none"), few) == ("", None)  # asked for none
-    _, clipped = resolve_diffaugment(RECIPES["wgan"].config(), few)  # weight clipping: not suggested
-    assert "did not help wgan" in clipped and "diffaugment=color" not in clipped, clipped
-    assert "--set diffaugment=none" in clipped
+    for name in ("wgan", "wgan-gp"):  # the Wasserstein loss, clipped or penalised: not suggested
+        _, note = resolve_diffaugment(RECIPES[name].config(), few)
+        assert "did not help wgan or wgan-gp" in note and "diffaugment=color" not in note, note
+        assert "--set diffaugment=none" in note
     assert "diffaugment=color" in resolve_diffaugment(dataclasses.replace(plain, clip=0.01), few)[1]  # not measured
 
 
