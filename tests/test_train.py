@@ -240,6 +240,8 @@ def test_a_small_image_set_without_diffaugment_gets_a_note(tmp_path, tiny_data, 
         assert "did not help wgan or wgan-gp" in note and "diffaugment=color" not in note, note
         assert "--set diffaugment=none" in note
     assert "diffaugment=color" in resolve_diffaugment(dataclasses.replace(plain, clip=0.01), few)[1]  # not measured
+    unmeasured = dataclasses.replace(RECIPES["wgan"].config(), clip=0.0)  # Wasserstein, neither clipped nor penalised
+    assert "diffaugment=color" in resolve_diffaugment(unmeasured, few)[1]
 
 
 def test_diffaugment_auto_is_on_below_ten_thousand_images_and_recorded(tmp_path, tiny_data, capsys):
