@@ -263,8 +263,8 @@ def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str |
     on one seed of three without it, on none with it). `none` and "" are off; a run left without it on
     a small image set gets a note naming the setting, or, with the Wasserstein loss and weight clipping
     or a gradient penalty (wgan, wgan-gp), saying that DiffAugment did not help there. Semi-supervised
-    runs, which train a classifier on their labels, and 2-D points: auto is off and nothing is suggested. config.json records the policy,
-    so a resume keeps it."""
+    runs, which train a classifier on their labels, and 2-D points: auto is off and nothing is
+    suggested. config.json records the policy, so a resume keeps it."""
     asked, n = cfg.diffaugment, data.x.shape[0]
     if asked not in ("auto", "none", ""):
         return asked, None
@@ -288,7 +288,7 @@ def dry_run_notes(cfg: Config) -> list[str]:
     building anything: the precision for this machine's device (auto: bf16 where it is native; bf16
     asked for where it is emulated: a warning) and the rule that decides diffaugment=auto once the
     data is loaded. A --device this machine lacks is an error."""
-    precision, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device))
+    _, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device))
     notes = [f"precision {cfg.precision}: {why}"] + ([f"warning: {warning}"] if warning else [])
     if cfg.diffaugment == "auto":
         notes.append("diffaugment auto: off (a semi-supervised run)" if is_semi_supervised(cfg) else
