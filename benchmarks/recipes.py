@@ -33,7 +33,8 @@ from ssl_mnist import BEGIN
 
 # Epochs per recipe: the seed's full budget where it fits in minutes on a 2-core CPU, else less
 # (dcgan64's 25 at 32 px: 46 minutes with native bf16, about twice that on an AVX2-only CPU);
-# wgan's is twice its 25, where its FID was still falling by about 0.6 an epoch.
+# wgan's and wgan-gp's are twice their 25, where their FIDs were still falling (wgan about 0.6 an epoch,
+# wgan-gp about 1 an epoch over epochs 16-25).
 BUDGET = {"tlx-mlp": 50, "cs231n-gan": 10, "cs231n-lsgan": 10, "cs231n-dcgan": 5, "mlp-gan": 200,
           "dcgan64": 25, "wgan": 50, "wgan-gp": 50, "r3gan-mnist": 32}
 # --set overrides per recipe where --set is not given: the 64 px recipes run at 32 px (an epoch at

@@ -41,6 +41,9 @@ def test_train_sample_resume_on_mnist(tmp_path):
     p = gankit("train", "--resume", str(run), "--steps", "30", "--dry-run")  # says, and trains nothing
     assert json.loads(p.stdout)["steps"] == 30 and json.loads(p.stdout)["out"] == str(run)
     assert "gankit: precision" in p.stderr and len((run / "stats.jsonl").read_text().splitlines()) == 2
+    for bad, says in ((["--device", "gpu"], "device='gpu'"), (["--steps", "20"], "already at step 20 of 20")):
+        p = gankit("train", "--resume", str(run), *bad, "--dry-run", check=False)  # as a real resume would fail
+        assert p.returncode == 2 and says in p.stderr and p.stdout == "", p.stderr
     p = gankit("train", "--resume", str(run), "--steps", "30")
     assert json.loads(p.stdout)["steps"] == 30
     rows = [json.loads(line) for line in (run / "stats.jsonl").read_text().splitlines()]

@@ -71,7 +71,16 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
+    validate(cfg)
+    if cfg.steps:  # a budget in epochs is checked once the data says how many steps an epoch is
+        check_left(cfg.out, state["step"], cfg.steps)
     return cfg, state
+
+
+def check_left(out: str, step: int, num_steps: int) -> None:
+    """A resume needs steps left to train."""
+    if step >= num_steps:
+        raise GankitError(f"--resume {out}: already at step {step} of {num_steps}; pass a larger --steps or --epochs")
 
 
 def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
@@ -314,8 +323,7 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
     torch.set_rng_state(rng["ranks"][world.rank] if world.size > 1 else rng["torch"])
     if device.type == "cuda" and rng.get("cuda"):
         torch.cuda.set_rng_state(rng["cuda"][world.rank], device)
-    if step >= num_steps:
-        raise GankitError(f"--resume {cfg.out}: already at step {step} of {num_steps}; pass a larger --steps or --epochs")
+    check_left(cfg.out, step, num_steps)
 
     def tidy() -> None:  # the folder as of the checkpoint: logs cut back, temp files of a killed run gone
         stale = run.remove_stale_temps()
