@@ -83,6 +83,22 @@ def test_dry_run_says_what_auto_becomes_here(capsys, monkeypatch):
     assert "--device cuda: CUDA is not available" in err and out == ""
 
 
+def test_dry_run_under_torchrun_checks_this_process_device(capsys, monkeypatch):
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)  # a machine with one GPU, as torch sees it
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for k, v in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1"}.items():
+        monkeypatch.setenv(k, v)
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cuda"]) == 2  # as the job's start would
+    out, err = capsys.readouterr()
+    assert "2 processes on this machine but 1 GPU" in err and "--nproc_per_node=1" in err and out == ""
+    monkeypatch.setenv("RANK", "0")  # a cpu job of two: rank 0 alone prints
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"] == "cpu"
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cpu"]) == 0
+    assert capsys.readouterr() == ("", "")
+
+
 @pytest.mark.parametrize("verb", ["train", "sample", "eval", "report", "info", "recipes"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as e:

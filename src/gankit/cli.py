@@ -217,9 +217,10 @@ def dry_run(cfg) -> None:
     from gankit.train import dry_run_notes
 
     notes = dry_run_notes(cfg)  # first: a --device this machine lacks fails before anything is printed
-    print(cfg.to_json())
-    for note in notes:
-        print(f"gankit: {note}", file=sys.stderr)
+    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
+        print(cfg.to_json())
+        for note in notes:
+            print(f"gankit: {note}", file=sys.stderr)
 
 
 def cmd_sample(args) -> None:

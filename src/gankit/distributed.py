@@ -10,6 +10,7 @@ G step runs through D without updating it. Rank 0 alone writes logs, grids and c
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 from dataclasses import dataclass
@@ -31,15 +32,24 @@ class World:
         return self.rank == 0
 
 
-def init(device_type: str) -> World:
-    """Join the torchrun job described by the environment, or return a world of one."""
+def from_env() -> World:
+    """The world torchrun's environment describes, without joining it (for checks made before a job
+    starts, such as --dry-run); a world of one outside torchrun."""
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World()
+    return World(int(os.environ.get("RANK", "0")), size, int(os.environ.get("LOCAL_RANK", "0")),
+                 int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
+
+
+def init(device_type: str) -> World:
+    """Join the torchrun job described by the environment, or return a world of one."""
+    world = from_env()
+    if world.size == 1:
+        return world
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
-    return World(dist.get_rank(), size, int(os.environ.get("LOCAL_RANK", "0")),
-                 int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
+    return dataclasses.replace(world, rank=dist.get_rank())
 
 
 def shutdown(world: World, ok: bool = True) -> None:

@@ -296,8 +296,9 @@ def dry_run_notes(cfg: Config) -> list[str]:
     """What setup() would make of cfg's precision and `auto` settings here, without loading data or
     building anything: the precision for this machine's device (auto: bf16 where it is native; bf16
     asked for where it is emulated: a warning) and the rule that decides diffaugment=auto once the
-    data is loaded. A --device this machine lacks is an error."""
-    _, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device))
+    data is loaded. A --device this machine lacks is an error; under torchrun, this process's own
+    device, with the same processes-per-GPU check as the job's start."""
+    _, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device, distributed.from_env()))
     notes = [f"precision {cfg.precision}: {why}"] + ([f"warning: {warning}"] if warning else [])
     if cfg.diffaugment == "auto":
         notes.append("diffaugment auto: off (a semi-supervised run)" if is_semi_supervised(cfg) else
