@@ -107,5 +107,7 @@ def test_cuda_processes_need_a_gpu_each(monkeypatch):
     assert pick_device("cuda", World(rank=1, size=2, local_rank=0, local_size=1)) == torch.device("cuda:0")
     assert pick_device("cpu", World(rank=1, size=2, local_rank=1, local_size=2)) == torch.device("cpu")
     assert pick_device("cuda:0") == torch.device("cuda:0")
+    with pytest.raises(GankitError, match=r"--device cuda:0: under torchrun each process takes its own GPU"):
+        pick_device("cuda:0", World(rank=0, size=2, local_rank=0, local_size=2))  # both processes on one GPU
     with pytest.raises(GankitError, match=r"--device cuda:1: this machine has 1 GPU \(cuda:0 to cuda:0\)"):
         pick_device("cuda:1")

@@ -6,6 +6,7 @@ import dataclasses
 import pytest
 import torch
 
+import gankit.distributed
 import gankit.losses
 import gankit.train
 from gankit import data as datasets
@@ -82,13 +83,31 @@ def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data
     assert same_state(a["rng"], b["rng"])
 
 
-def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data):
+def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data, monkeypatch):
     cfg = small_config("cs231n-gan", tmp_path)
     train(cfg, progress=False)
     with pytest.raises(GankitError, match="cannot change lr_g"):
         resume(cfg.out, lr_g=1.0, progress=False)
     with pytest.raises(GankitError, match="already at step 2"):
         resume(cfg.out, steps=2, progress=False)
+    monkeypatch.setenv("WORLD_SIZE", "2")  # a torchrun job of two resuming a run of one: refused before joining
+    monkeypatch.setattr(gankit.distributed, "init", lambda *a: pytest.fail("joined the job"))
+    with pytest.raises(GankitError, match="the run used 1 process\\(es\\), this job has 2; resume with the same number"):
+        resume(cfg.out, steps=4, progress=False)
+
+
+def test_torchrun_device_is_checked_before_the_job_is_joined(tmp_path, tiny_data, monkeypatch):
+    """Two processes on a machine with one GPU: refused in one line before the first collective
+    (which NCCL would run on one GPU for both and fail less clearly)."""
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
+    for k, v in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
+        monkeypatch.setenv(k, v)
+    monkeypatch.setattr(gankit.distributed, "init", lambda *a: pytest.fail("joined the job"))
+    for device, says in (("cuda", "2 processes on this machine but 1 GPU"), ("cuda:0", "each process takes its own GPU")):
+        with pytest.raises(GankitError, match=says):
+            train(small_config("cs231n-gan", tmp_path / device, device=device), progress=False)
+        assert not (tmp_path / device).exists()
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):

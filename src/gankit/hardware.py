@@ -114,6 +114,9 @@ def pick_device(name: str, world: World = World()) -> torch.device:
         gpus = torch.cuda.device_count()
         raise GankitError(f"--device {name}: this machine has {gpus} GPU{'s' if gpus != 1 else ''} "
                           f"(cuda:0 to cuda:{gpus - 1})")
+    if name.startswith("cuda:") and world.local_size > 1:
+        raise GankitError(f"--device {name}: under torchrun each process takes its own GPU (cuda:LOCAL_RANK); "
+                          "use --device cuda")
     if name == "cuda" and world.size > 1:
         gpus = torch.cuda.device_count()
         if world.local_size > gpus:

@@ -74,6 +74,10 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     validate(cfg)
     if cfg.steps:  # a budget in epochs is checked once the data says how many steps an epoch is
         check_left(cfg.out, state["step"], cfg.steps)
+    size = distributed.from_env().size
+    if state["world_size"] != size:
+        raise GankitError(f"--resume {run}: the run used {state['world_size']} process(es), this job has {size}; "
+                          "resume with the same number")
     return cfg, state
 
 
@@ -87,14 +91,16 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
     validate(cfg)
     if not cfg.out:
         raise GankitError("--out: a run folder is required")
-    world = distributed.init("cuda" if cfg.device.startswith("cuda") or
-                             (cfg.device == "auto" and torch.cuda.is_available()) else "cpu")
+    device = this_device(cfg)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # before joining: NCCL's first collective runs on the current GPU
+    world = distributed.init(device.type)
     ok = False
     try:
         with contextlib.ExitStack() as held:  # the main process holds the run folder for the whole run;
             # a refusal there (another process holds it) is raised on every rank
             distributed.first(lambda: held.enter_context(RunDir(cfg.out).hold()), world)
-            summary = loop(setup(cfg, resume_from, overwrite, progress, world))
+            summary = loop(setup(cfg, resume_from, overwrite, progress, world, device))
             ok = True  # from here every rank meets the others in shutdown's barrier
         return summary
     finally:
@@ -188,14 +194,11 @@ class State:
         return () if self.y_all is None else (torch.randint(self.cfg.num_classes, (n,), device=self.device),)
 
 
-def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world: distributed.World) -> State:
+def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool, world: distributed.World,
+          device: torch.device) -> State:
     """The run's State: fresh, or restored from the checkpoint `resume_from`."""
-    # ---- device, threads, precision ("auto" resolved here; config.json records the outcome, so a resume keeps it)
-    device = pick_device(cfg.device, world)
+    # ---- threads, precision ("auto" resolved here; config.json records the outcome, so a resume keeps it)
     torch.set_num_threads(cfg.threads or max(1, (os.cpu_count() or 1) // world.local_size))
-    if resume_from and resume_from["world_size"] != world.size:
-        raise GankitError(f"--resume {cfg.out}: the run used {resume_from['world_size']} process(es), this job has "
-                          f"{world.size}; resume with the same number")
     precision, precision_why, warning = resolve_precision(cfg.precision, device)
     if warning and world.main:
         print(f"gankit: warning: {warning}", file=sys.stderr)
@@ -292,13 +295,19 @@ def resolve_diffaugment(cfg: Config, data: datasets.Dataset) -> tuple[str, str |
                 "--set diffaugment=none silences this note (docs/recipes.md, DiffAugment)")
 
 
+def this_device(cfg: Config) -> torch.device:
+    """The device this process trains on; under torchrun one GPU per process, chosen (and refused
+    where a machine has fewer GPUs than processes) before the job is joined."""
+    return pick_device(cfg.device, distributed.from_env())
+
+
 def dry_run_notes(cfg: Config) -> list[str]:
     """What setup() would make of cfg's precision and `auto` settings here, without loading data or
     building anything: the precision for this machine's device (auto: bf16 where it is native; bf16
     asked for where it is emulated: a warning) and the rule that decides diffaugment=auto once the
     data is loaded. A --device this machine lacks is an error; under torchrun, this process's own
     device, with the same processes-per-GPU check as the job's start."""
-    _, why, warning = resolve_precision(cfg.precision, pick_device(cfg.device, distributed.from_env()))
+    _, why, warning = resolve_precision(cfg.precision, this_device(cfg))
     notes = [f"precision {cfg.precision}: {why}"] + ([f"warning: {warning}"] if warning else [])
     if cfg.diffaugment == "auto":
         notes.append("diffaugment auto: off (a semi-supervised run)" if is_semi_supervised(cfg) else
