@@ -1,6 +1,7 @@
 """Properties of the trainer: resume equals an uninterrupted run, divergence stops cleanly,
 checkpoints are atomic, and a small GAN learns a 2-D mixture."""
 
+import contextlib
 import dataclasses
 
 import pytest
@@ -98,16 +99,47 @@ def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data, monkeypatch):
 
 def test_torchrun_device_is_checked_before_the_job_is_joined(tmp_path, tiny_data, monkeypatch):
     """Two processes on a machine with one GPU: refused in one line before the first collective
-    (which NCCL would run on one GPU for both and fail less clearly)."""
+    (which NCCL would run on one GPU for both and fail less clearly). With a GPU each, process 1
+    joins the job with its own GPU current."""
     monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
     monkeypatch.setattr(torch.cuda, "device_count", lambda: 1)
     for k, v in {"WORLD_SIZE": "2", "LOCAL_WORLD_SIZE": "2", "RANK": "0", "LOCAL_RANK": "0"}.items():
         monkeypatch.setenv(k, v)
     monkeypatch.setattr(gankit.distributed, "init", lambda *a: pytest.fail("joined the job"))
     for device, says in (("cuda", "2 processes on this machine but 1 GPU"), ("cuda:0", "each process takes its own GPU")):
+        out = tmp_path / device.replace(":", "-")
         with pytest.raises(GankitError, match=says):
-            train(small_config("cs231n-gan", tmp_path / device, device=device), progress=False)
-        assert not (tmp_path / device).exists()
+            train(small_config("cs231n-gan", out, device=device), progress=False)
+        assert not out.exists()
+
+    class Joined(Exception):
+        pass
+
+    current = []  # the GPU made current, as a stand-in for torch.cuda.device records it
+
+    @contextlib.contextmanager
+    def make_current(d):
+        current.append(d)
+        try:
+            yield
+        finally:
+            current.pop()
+
+    def init(kind):  # the job would be joined here: record on which GPU, and stop
+        raise Joined(kind, current[-1] if current else None)
+
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)  # two GPUs; this is process 1
+    monkeypatch.setenv("LOCAL_RANK", "1")
+    monkeypatch.setattr(torch.cuda, "device", make_current)
+    monkeypatch.setattr(gankit.distributed, "init", init)
+    for device in ("cuda", "auto"):
+        with pytest.raises(Joined) as joined:
+            train(small_config("cs231n-gan", tmp_path / "ok", device=device), progress=False)
+        assert joined.value.args == ("cuda", torch.device("cuda:1")) and current == []  # current before joining, then restored
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(Joined) as joined:
+        train(small_config("cs231n-gan", tmp_path / "ok", device="auto"), progress=False)
+    assert joined.value.args == ("cpu", None)
 
 
 def test_nan_stops_and_keeps_last_good_checkpoint(tmp_path, tiny_data, monkeypatch):

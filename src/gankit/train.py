@@ -92,19 +92,20 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
     if not cfg.out:
         raise GankitError("--out: a run folder is required")
     device = this_device(cfg)
-    if device.type == "cuda" and device.index is not None:
-        torch.cuda.set_device(device)  # before joining: NCCL's first collective runs on the current GPU
-    world = distributed.init(device.type)
-    ok = False
-    try:
-        with contextlib.ExitStack() as held:  # the main process holds the run folder for the whole run;
-            # a refusal there (another process holds it) is raised on every rank
-            distributed.first(lambda: held.enter_context(RunDir(cfg.out).hold()), world)
-            summary = loop(setup(cfg, resume_from, overwrite, progress, world, device))
-            ok = True  # from here every rank meets the others in shutdown's barrier
-        return summary
-    finally:
-        distributed.shutdown(world, ok)
+    # the run's GPU is the current one (restored after) from before the job is joined: NCCL's first
+    # collective and CUDA graphs run on the current GPU
+    with torch.cuda.device(device) if device.type == "cuda" and device.index is not None else contextlib.nullcontext():
+        world = distributed.init(device.type)
+        ok = False
+        try:
+            with contextlib.ExitStack() as held:  # the main process holds the run folder for the whole run;
+                # a refusal there (another process holds it) is raised on every rank
+                distributed.first(lambda: held.enter_context(RunDir(cfg.out).hold()), world)
+                summary = loop(setup(cfg, resume_from, overwrite, progress, world, device))
+                ok = True  # from here every rank meets the others in shutdown's barrier
+            return summary
+        finally:
+            distributed.shutdown(world, ok)
 
 
 # ---------------------------------------------------------------- the loop
