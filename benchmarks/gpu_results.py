@@ -59,7 +59,7 @@ JOBS = [
     # about 500 s beside two other runs, and each takes 15-40 s more to score)
     *seeds("r3gan-mnist-40", "r3gan-mnist", 40), *seeds("r3gan-fashion-40", "r3gan-mnist", 40, dataset="fashion-mnist"),
     # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, and wgan's 25
-    # without its Inception FID; at 32 px on a CPU 25 and 20 for wgan and wgan-gp)
+    # without its Inception FID; at 32 px on a CPU 100 for wgan, 100 for wgan-gp, 25 for dcgan64)
     job("wgan-gp-25", "wgan-gp", 25), job("dcgan64-25", "dcgan64", 25), job("wgan-25", "wgan", 25),
     # Does bf16 autocast hurt the 64 px recipes? On a CPU, dcgan64 on a folder collapsed in bf16 on one
     # of two seeds, in float32 on neither (docs/results.md); the H100 rows below trained in bf16 ("auto")
