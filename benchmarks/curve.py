@@ -1,6 +1,6 @@
 """Draw FID against training time for run folders trained with `--eval-every`, one line each.
 
-    python benchmarks/curve.py benchmarks/out/wgan-100 -o docs/curves/wgan-100.png
+    python benchmarks/curve.py benchmarks/out/wgan-150 -o docs/curves/wgan-150.png
     python benchmarks/curve.py runs/a runs/b --label a --label b -o curves.png
 
 The points are the run's metrics.jsonl (FID in gankit's evaluator embedding at each evaluation),
