@@ -59,7 +59,7 @@ JOBS = [
     # about 500 s beside two other runs, and each takes 15-40 s more to score)
     *seeds("r3gan-mnist-40", "r3gan-mnist", 40), *seeds("r3gan-fashion-40", "r3gan-mnist", 40, dataset="fashion-mnist"),
     # the 64 px recipes at their sources' full 25 epochs (measured so far: 10 on the H100, and wgan's 25
-    # without its Inception FID; at 32 px on a CPU 100 for wgan, 100 for wgan-gp, 25 for dcgan64)
+    # without its Inception FID; at 32 px on a CPU 150 for wgan, 100 for wgan-gp, 25 for dcgan64)
     job("wgan-gp-25", "wgan-gp", 25), job("dcgan64-25", "dcgan64", 25), job("wgan-25", "wgan", 25),
     # Does bf16 autocast hurt the 64 px recipes? On a CPU, dcgan64 on a folder collapsed in bf16 on one
     # of two seeds, in float32 on neither (docs/results.md); the H100 rows below trained in bf16 ("auto")
@@ -81,7 +81,8 @@ JOBS = [
     # seed 1 4.83 (42), seed 2 4.78 (40): 4.85 ± 0.08, the MNIST goal met
     *seeds("r3gan-mnist-lazy-32-lrdecay", "r3gan-mnist", 32, sets=["reg_every=4", "lr_decay=0.25"]),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
-    # The CPU answered on 2026-11-28 (results.md): 51.2 at 50 epochs, 46.4 at 100, about -0.1 per epoch by then
+    # The CPU answered on 2026-11-28 (results.md): 51.2 at 50 epochs, 46.4 at 100, about -0.1 per epoch by then;
+    # 43.5 at 150, still about -0.06 per epoch (Inception FID 37.74): this job now measures less than the CPU did
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
     *seeds("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
     *seeds("cs231n-dcgan-20+ema-fashion", "cs231n-dcgan", 20, dataset="fashion-mnist", sets=EMA),
