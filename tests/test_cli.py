@@ -99,6 +99,13 @@ def test_dry_run_under_torchrun_checks_this_process_device(capsys, monkeypatch):
     assert capsys.readouterr() == ("", "")
 
 
+def test_a_stray_rank_outside_torchrun_still_prints(capsys, monkeypatch):
+    monkeypatch.delenv("WORLD_SIZE", raising=False)  # not a torchrun job: one process, whatever RANK says
+    monkeypatch.setenv("RANK", "1")
+    assert main(["train", "dcgan64", "--dry-run", "--out", "x", "--device", "cpu"]) == 0
+    assert json.loads(capsys.readouterr().out)["device"] == "cpu"
+
+
 @pytest.mark.parametrize("verb", ["train", "sample", "eval", "report", "info", "recipes"])
 def test_every_verb_has_help(verb, capsys):
     with pytest.raises(SystemExit) as e:

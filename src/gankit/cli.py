@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 
@@ -208,8 +207,15 @@ def cmd_train(args) -> None:
         if args.dry_run:
             return dry_run(cfg)
         summary = train(cfg, overwrite=args.overwrite, progress=progress)
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
+    if _speaks_for_job():
         print(json.dumps(summary))
+
+
+def _speaks_for_job() -> bool:
+    """Whether this process prints for the job: under torchrun, rank 0 alone; outside it, always."""
+    from gankit.distributed import from_env
+
+    return from_env().main
 
 
 def dry_run(cfg) -> None:
@@ -217,7 +223,7 @@ def dry_run(cfg) -> None:
     from gankit.train import dry_run_notes
 
     notes = dry_run_notes(cfg)  # first: a --device this machine lacks fails before anything is printed
-    if int(os.environ.get("RANK", "0")) == 0:  # under torchrun, rank 0 speaks for the job
+    if _speaks_for_job():
         print(cfg.to_json())
         for note in notes:
             print(f"gankit: {note}", file=sys.stderr)
