@@ -191,3 +191,14 @@ def test_curve_draws_a_run_and_names_a_run_without_evaluations(tmp_path):
                        text=True, timeout=120)
     assert p.returncode == 1 and p.stderr.strip() == f"{run}: metrics.jsonl holds no evaluation; train with --eval-every"
     assert not (tmp_path / "d.png").exists()
+
+
+@pytest.mark.parametrize("notes, doc", [("results-notes.md", "results.md"), ("ssl-notes.md", "results.md"),
+                                        ("folder64-notes.md", "results.md"), ("gpu-results-notes.md", "results-gpu.md"),
+                                        ("performance-notes.md", "performance.md"),
+                                        ("gpu-notes.md", "performance-gpu.md")])
+def test_each_generated_doc_carries_its_hand_written_notes_as_they_are(notes, doc):
+    # the scripts write benchmarks/NOTES into the doc on their next run: an edit made to the doc
+    # alone would be lost then, one made to the notes alone would not show until then
+    text = (ROOT / "benchmarks" / notes).read_text().strip()
+    assert text in (ROOT / "docs" / doc).read_text(), f"docs/{doc} differs from benchmarks/{notes}: edit both"
