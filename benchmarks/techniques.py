@@ -97,7 +97,7 @@ def render(results: dict) -> str:
     for r in results.values():
         acc = (f"{r['class_acc']:.3f} ({r['class_acc_min']:.3f}; {r['class_acc_floor']:.3f})"
                if "class_acc" in r else "")
-        sets = f" (`--set {' '.join(r['set'])}`)" if r["set"] else ""
+        sets = f" (`{' '.join('--set ' + s for s in r['set'])}`)" if r["set"] else ""
         rows.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
                     f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} | {r['machine']}, {r['date']} |")
     return "\n".join([

@@ -123,8 +123,8 @@ def _parser() -> argparse.ArgumentParser:
                        "checkpoint, --seed, --num-samples and G (--no-ema)")
     e.add_argument("run", metavar="RUN_OR_CHECKPOINT")
     e.add_argument("--metrics", help="comma-separated, of: " + "; ".join(f"{m.name}: {m.doc}".replace("%", "%%") for m in METRICS.values())
-                   + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run; fid_inception for a run "
-                   "on folder:PATH)")
+                   + " (default fid,is,pr,modes, plus accuracy for a semi-supervised run and class_acc for a "
+                   "conditional one; fid_inception for a run on folder:PATH)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000; a folder: all "
                    "its images where it holds fewer)")
     e.add_argument("--seed", type=int, default=0)
