@@ -111,3 +111,22 @@ def test_cuda_processes_need_a_gpu_each(monkeypatch):
         pick_device("cuda:0", World(rank=0, size=2, local_rank=0, local_size=2))  # both processes on one GPU
     with pytest.raises(GankitError, match=r"--device cuda:1: this machine has 1 GPU \(cuda:0 to cuda:0\)"):
         pick_device("cuda:1")
+
+
+def test_batch_norm_networks_refuse_a_batch_of_one_before_any_run_folder(tiny_data, tmp_path):
+    from gankit.train import train
+    from test_recipes import small_config
+
+    with pytest.raises(GankitError, match=r"batch_size=1: recipe cs231n-dcgan's networks batch-normalise flat features"):
+        train(small_config("cs231n-dcgan", tmp_path, batch_size=1), progress=False)
+    assert not (tmp_path / "cs231n-dcgan").exists()
+
+
+def test_an_unknown_device_is_named(tmp_path):
+    from gankit.config import validate
+    from test_recipes import small_config
+
+    with pytest.raises(GankitError, match=r"--device gpu: expected auto, cpu, cuda or cuda:N"):
+        pick_device("gpu")
+    with pytest.raises(GankitError, match=r"device='cuda:x': expected auto, cpu, cuda or cuda:N"):
+        validate(small_config("cs231n-gan", tmp_path, device="cuda:x"))

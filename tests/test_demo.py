@@ -287,3 +287,11 @@ def test_console_output_would_be_caught(browser, tmp_path):
         server.shutdown()
         server.server_close()
     assert any('"hi"' in line for line in console) and any("undefinedFunction" in line for line in console)
+
+
+def test_an_output_folder_that_cannot_be_written_is_named(run_of, ort_dir, tmp_path):
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "ort").write_text("")  # a file where the demo's folder goes
+    with pytest.raises(GankitError, match=r"-o .*site: cannot write the demo there \(File exists\)"):
+        demo(run_of("cs231n-gan"), site, ort_dir=ort_dir)

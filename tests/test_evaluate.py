@@ -301,3 +301,9 @@ def test_evaluation_and_sampling_import_no_trainer_code():
             "'gankit.build', 'gankit.graphs', 'gankit.monitor')))")
     p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert p.stdout.strip() == "[]"
+
+
+def test_class_acc_of_an_unconditional_run_is_refused_before_sampling(tiny_run, monkeypatch):
+    monkeypatch.setattr(gankit.evaluate, "evaluate", lambda *a, **k: pytest.fail("sampled"))
+    with pytest.raises(GankitError, match=r"class_acc needs a conditional run .*trained cs231n-gan without classes"):
+        evaluate_run(tiny_run("cs231n-gan"), metrics="class_acc", num_samples=100, write=False)

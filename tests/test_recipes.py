@@ -78,3 +78,14 @@ def test_discriminators_end_in_raw_logits():
 def test_every_recipe_names_its_source():
     for r in RECIPES.values():
         assert r.source and len(r.doc) > 80
+
+
+def test_conditioning_a_classifier_discriminator_and_class_acc_without_classes_are_refused(tmp_path, tiny_data):
+    from gankit.config import validate
+    from gankit.errors import GankitError
+
+    cfg = small_config("improved-gan", tmp_path, labels_per_class=0, conditional="projection", eval_every=0)
+    with pytest.raises(GankitError, match=r"conditional=projection: recipe improved-gan's discriminator is a classifier"):
+        train(cfg, progress=False)
+    with pytest.raises(GankitError, match=r"eval_metrics=class_acc: per-class accuracy needs a conditional run"):
+        validate(small_config("cs231n-gan", tmp_path, eval_every=10, eval_metrics=["fid", "class_acc"]))

@@ -120,3 +120,15 @@ def test_report_names_a_broken_stats_line(run, tmp_path):
         f.write('{"step": 9\n')
     with pytest.raises(GankitError, match=r"stats.jsonl: line \d+ is not JSON"):
         build_report(broken)
+
+
+def test_a_copied_grid_is_skipped_and_a_missing_config_is_named(run, tmp_path):
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    shutil.copyfile(copy / "samples" / "step-000100.png", copy / "samples" / "step-000100 (1).png")  # a user's copy
+    assert build_report(copy).read_text().count("data:image/png;base64,") == 4 + 1  # the trainer's grids only
+    (copy / "config.json").unlink()
+    (copy / "report.html").unlink()
+    with pytest.raises(GankitError, match=r"run/config.json: missing; is .*run a whole gankit run folder"):
+        build_report(copy)
+    assert not (copy / "report.html").exists()

@@ -454,3 +454,14 @@ def test_a_full_disk_while_checkpointing_is_one_line_and_keeps_the_last_checkpoi
         train(cfg, progress=False)
     assert load_checkpoint(cfg.out)["step"] == 2  # the last good one, intact
     assert not [p.name for p in (tmp_path / "cs231n-gan").iterdir() if ".tmp" in p.name]
+
+
+def test_a_folder_whose_run_never_checkpointed_says_overwrite_and_resume_takes_no_file(tmp_path, tiny_data):
+    cfg = small_config("cs231n-gan", tmp_path)
+    RunDir(cfg.out).create(cfg)  # what a run that failed before its first checkpoint leaves
+    with pytest.raises(GankitError, match=r"stopped before saving a checkpoint, so it cannot be resumed; --overwrite"):
+        train(cfg, progress=False)
+    train(cfg, overwrite=True, progress=False)
+    with pytest.raises(GankitError, match=r"--resume .*checkpoint.pt: a file; --resume takes a run folder"):
+        resume(tmp_path / "cs231n-gan" / "checkpoint.pt", steps=4)
+    assert load_checkpoint(cfg.out)["step"] == 2  # nothing trained on

@@ -151,6 +151,10 @@ def build(cfg: Config, device: torch.device, capturable: bool = False):
                           f"discriminator; semi-supervised training needs recipe ssgan or improved-gan")
     if hasattr(D, "head") and not is_semi_supervised(cfg):
         raise GankitError(f"recipe {cfg.recipe} trains a classifier: set labels_per_class or label_rate")
+    if cfg.batch_size < 2 and any(isinstance(m, torch.nn.BatchNorm1d) for net in (G, D) for m in net.modules()):
+        # (over feature maps, BatchNorm2d has height x width values per channel even at batch 1)
+        raise GankitError(f"batch_size={cfg.batch_size}: recipe {cfg.recipe}'s networks batch-normalise flat "
+                          f"features, which needs at least 2 images a batch")
     G, D = G.to(device), D.to(device)
     if cfg.channels_last:
         G, D = (net.to(memory_format=torch.channels_last) if _is_conv(net) else net for net in (G, D))

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import re
 from dataclasses import dataclass, field, fields
 from typing import Any
 
@@ -122,6 +123,7 @@ class Config:
 
 FIELD_TYPES = {f.name: f.type for f in fields(Config)}
 PRECISIONS = ("auto", "bf16", "fp32")
+DEVICE_FORM = r"auto|cpu|cuda(:[0-9]+)?"  # what --device accepts
 AUGMENTATIONS = ("color", "translation", "cutout")  # gankit.augment
 REAL_RANGES = ("signed", "unit")  # real images as D sees them: [-1, 1] | [0, 1) (gankit.data.to_float)
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
@@ -242,6 +244,9 @@ def validate(cfg: Config) -> None:
          f"{', '.join(known)}")
     need(not cfg.eval_every or "accuracy" not in cfg.eval_metrics or is_semi_supervised(cfg),
          "eval_metrics=accuracy: test accuracy needs a semi-supervised run (set labels_per_class or label_rate)")
+    need(not cfg.eval_every or "class_acc" not in cfg.eval_metrics or cfg.conditional,
+         "eval_metrics=class_acc: per-class accuracy needs a conditional run (set conditional, pick recipe cgan, "
+         "acgan or cdcgan, or leave class_acc out of eval_metrics)")
     need(not cfg.eval_every or cfg.dataset in ("mnist", "fashion-mnist"),
          f"--eval-every: the metrics need an evaluator network, which gankit has for mnist and fashion-mnist, "
          f"not {cfg.dataset}")
@@ -268,5 +273,5 @@ def validate(cfg: Config) -> None:
          "double backward of R1/R2; train without it")
     need(not (cfg.compile and cfg.gp_weight), "compile=true: torch.compile does not support the double backward "
          "of the gradient penalty; train WGAN-GP without it")
-    need(cfg.device == "auto" or cfg.device == "cpu" or cfg.device.startswith("cuda"),
+    need(re.fullmatch(DEVICE_FORM, cfg.device),
          f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")

@@ -25,7 +25,7 @@ from gankit.assets import cache_root
 from gankit.download import npm_pack
 from gankit.errors import GankitError
 from gankit.export import export
-from gankit.files import write_text_atomic
+from gankit.files import reason, write_text_atomic
 
 ORT_PACKAGE = "onnxruntime-web"
 ORT_VERSION = "1.30.0"
@@ -51,11 +51,14 @@ def demo(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike = "site", 
         if info["output"]["kind"] != "images":
             raise GankitError(f"{run_or_checkpoint}: a run of 2-D points; gankit demo draws images")
         src, script = ort_files(ort_dir)
-        (out / "ort").mkdir(parents=True, exist_ok=True)
-        for name in (script, *ORT_BUILDS[script]):
-            shutil.copyfile(src / name, out / "ort" / name)
-        shutil.copyfile(WEB / "demo.js", out / "demo.js")
-        shutil.move(model, out / "generator.onnx")
+        try:
+            (out / "ort").mkdir(parents=True, exist_ok=True)
+            for name in (script, *ORT_BUILDS[script]):
+                shutil.copyfile(src / name, out / "ort" / name)
+            shutil.copyfile(WEB / "demo.js", out / "demo.js")
+            shutil.move(model, out / "generator.onnx")
+        except OSError as e:
+            raise GankitError(f"-o {out}: cannot write the demo there ({reason(e)})") from None
     write_text_atomic(out / "index.html", page(info, script))
     return out
 

@@ -167,6 +167,9 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
             else [*DEFAULT_METRICS, "class_acc"] if cfg.conditional else DEFAULT_METRICS
     names = _parse_metrics(metrics)
     result: dict[str, Any] = {}
+    if "class_acc" in names and not cfg.conditional:  # before any sampling
+        raise GankitError(f"{run_or_checkpoint}: class_acc needs a conditional run (recipes cgan, acgan, cdcgan); "
+                          f"this one trained {cfg.recipe} without classes")
     if "accuracy" in names:
         if not is_semi_supervised(cfg):
             raise GankitError(f"{run_or_checkpoint}: accuracy needs a semi-supervised run (recipes ssgan, improved-gan); "

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import platform
+import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -21,7 +22,7 @@ from pathlib import Path
 import torch
 
 from gankit.distributed import World
-from gankit.config import PRECISIONS
+from gankit.config import DEVICE_FORM, PRECISIONS
 from gankit.errors import GankitError
 
 
@@ -106,6 +107,8 @@ def resolve_precision(requested: str, device: torch.device | str) -> tuple[str, 
 
 def pick_device(name: str, world: World = World()) -> torch.device:
     """auto | cpu | cuda | cuda:N -> a torch.device; in a torchrun job "cuda" is this process's own GPU."""
+    if not re.fullmatch(DEVICE_FORM, name):
+        raise GankitError(f"--device {name}: expected auto, cpu, cuda or cuda:N")
     if name == "auto":
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():

@@ -268,6 +268,9 @@ def networks(cfg: Config) -> tuple[nn.Module, nn.Module]:
     else:
         k = cfg.num_classes or 10
         G, D = recipe.nets(dataclasses.replace(cfg, noise_dim=cfg.noise_dim + k))  # z and a k-d label embedding
+        if hasattr(D, "head"):
+            raise GankitError(f"conditional={cfg.conditional}: recipe {cfg.recipe}'s discriminator is a classifier "
+                              f"(semi-supervised); pick a plain GAN recipe to condition")
         G, D = ConditionalGenerator(G, k, k), ConditionalDiscriminator(D, k, cfg.conditional)
     if cfg.spectral_norm:
         spectral_normalise(D)

@@ -14,12 +14,13 @@ import html
 import json
 import math
 import os
+import re
 from itertools import zip_longest
 from pathlib import Path
 
 from gankit.data import CLASSES
 from gankit.errors import GankitError
-from gankit.files import write_text_atomic
+from gankit.files import reason, write_text_atomic
 from gankit.run import MANIFEST, RunDir
 
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
@@ -123,7 +124,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     history = run.read_stats(run.metrics)
     final = _read_object(run.path / "metrics.json") if (run.path / "metrics.json").exists() else {}
     grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
-    frames = [{"step": int(p.stem.split("-")[1]), "src": _data_uri(p)} for p in grids]
+    frames = [{"step": int(m[1]), "src": _data_uri(p)} for p in grids
+              if (m := re.fullmatch(r"step-(\d+)\.png", p.name))]  # the trainer's grids, not copies made beside them
 
     charts = []
     if stats:  # whatever the run's objective logged (gankit.losses.LOGS): losses, then the rest in groups of 4
@@ -196,6 +198,10 @@ def _read_object(path: Path) -> dict:
     """A JSON object from the run folder, or one line saying what is wrong with the file."""
     try:
         value = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GankitError(f"{path}: missing; is {path.parent} a whole gankit run folder?") from None
+    except OSError as e:
+        raise GankitError(f"{path}: cannot read ({reason(e)})") from None
     except (json.JSONDecodeError, UnicodeDecodeError):
         raise GankitError(f"{path}: not valid JSON (truncated?); rewrite it (gankit eval RUN rewrites metrics.json)") from None
     if not isinstance(value, dict):

@@ -66,6 +66,9 @@ class RunDir:
         if self.path.exists() and not self.path.is_dir():
             raise GankitError(f"--out {self.path}: exists and is not a folder")
         if self.path.exists() and any(p.name != LOCK for p in self.path.iterdir()):
+            if not overwrite and (self.path / MANIFEST).exists() and not self.checkpoint.exists():
+                raise GankitError(f"--out {self.path}: run folder exists but its run stopped before saving a "
+                                  f"checkpoint, so it cannot be resumed; --overwrite to start it again, or another --out")
             if not overwrite:
                 raise GankitError(f"--out {self.path}: run folder exists; use --resume {self.path} to continue "
                                   f"it, --overwrite to replace it, or another --out")

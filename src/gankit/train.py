@@ -66,6 +66,8 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
+    if Path(run).is_file():  # a run goes on in its own folder, from its last checkpoint
+        raise GankitError(f"--resume {run}: a file; --resume takes a run folder ({Path(run).parent})")
     state = load_checkpoint(run)
     check_folder_config(Path(run), state["config"])
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})

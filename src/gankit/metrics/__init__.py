@@ -68,7 +68,7 @@ def _modes(e: Embedded) -> dict[str, float]:
 
 def _class_acc(e: Embedded) -> dict:
     if e.labels is None:
-        raise GankitError("class_acc: needs a conditional generator (recipes cgan, acgan), whose samples have classes")
+        raise GankitError("class_acc: needs a conditional generator (recipes cgan, acgan, cdcgan), whose samples have classes")
     c = conditional_accuracy(e.probs, e.labels)
     return {"class_acc": c["overall"], "class_acc_min": min(c["by_class"]), "class_acc_by_class": c["by_class"]}
 
