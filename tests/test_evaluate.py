@@ -307,3 +307,14 @@ def test_class_acc_of_an_unconditional_run_is_refused_before_sampling(tiny_run, 
     monkeypatch.setattr(gankit.evaluate, "evaluate", lambda *a, **k: pytest.fail("sampled"))
     with pytest.raises(GankitError, match=r"class_acc needs a conditional run .*trained cs231n-gan without classes"):
         evaluate_run(tiny_run("cs231n-gan"), metrics="class_acc", num_samples=100, write=False)
+
+
+def test_a_cache_that_cannot_be_written_does_not_stop_the_evaluation(tiny_evaluator, tmp_path, monkeypatch, capsys):
+    def no_space(obj, path):
+        raise GankitError(f"{path}: cannot write (No space left on device)")
+
+    monkeypatch.setattr("gankit.evaluate.save_atomic", no_space)
+    ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
+    out = evaluate(tiny_generator(), "mnist", num_samples=100, evaluator=ev, cache_dir=tmp_path, progress=False)
+    assert out["num_samples"] == 100 and "fid" in out
+    assert "could not write the cache file" in capsys.readouterr().err and not list(tmp_path.iterdir())

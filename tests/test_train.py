@@ -465,3 +465,16 @@ def test_a_folder_whose_run_never_checkpointed_says_overwrite_and_resume_takes_n
     with pytest.raises(GankitError, match=r"--resume .*checkpoint.pt: a file; --resume takes a run folder"):
         resume(tmp_path / "cs231n-gan" / "checkpoint.pt", steps=4)
     assert load_checkpoint(cfg.out)["step"] == 2  # nothing trained on
+
+
+def test_eval_samples_beyond_the_test_split_are_refused_before_any_run_folder(tmp_path, tiny_data):
+    cfg = small_config("cs231n-gan", tmp_path, eval_every=1, eval_samples=300, eval_metrics=["fid"])  # 256 images
+    with pytest.raises(GankitError, match=r"eval_samples=300: --eval-every scores .*'s has 256 images"):
+        train(cfg, progress=False)
+    assert not (tmp_path / "cs231n-gan").exists()
+
+
+def test_a_relative_data_dir_is_recorded_whole(tmp_path, tiny_data, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    train(small_config("cs231n-gan", tmp_path, data_dir="idx"), progress=False)
+    assert load_checkpoint(tmp_path / "cs231n-gan")["config"].data_dir == str(tmp_path.resolve() / "idx")  # as cwd names it

@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 import re
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -173,9 +174,11 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
 def with_data(cfg: Config, data) -> Config:
     """A copy of cfg recording the sample shape and class count of `data` (a gankit.data.Dataset):
     what the networks are built for, and what a checkpoint needs to rebuild them; and the data's
-    own name (a folder's absolute path, so the run is evaluated from any working directory)."""
+    own name and data_dir as absolute paths, so the run is evaluated and resumed from any working
+    directory on the same data."""
     return dataclasses.replace(cfg, dataset=data.name, data_shape=list(data.x.shape[1:]),
-                               num_classes=len(data.classes))
+                               num_classes=len(data.classes),
+                               data_dir=os.path.abspath(cfg.data_dir) if cfg.data_dir else None)
 
 
 def is_semi_supervised(cfg: Config) -> bool:

