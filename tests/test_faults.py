@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gankit.files import sha256
+from gankit.files import reason, sha256
 
 TOY = ["--no-progress", "--set", "log_every=10", "--set", "checkpoint_every=10"]
 
@@ -288,3 +288,11 @@ def test_broken_run_files_are_one_line(run, tmp_path):
     refused(gankit("train", "--resume", run, "--steps", 20, "--no-progress"), "config.json: not a readable config")
     (run / "checkpoint.pt").write_bytes((run / "checkpoint.pt").read_bytes()[:1000])  # truncated
     refused(gankit("sample", run, "-o", tmp_path / "g.png"), "checkpoint.pt: not a readable gankit checkpoint")
+
+
+def test_torch_write_errors_are_told_apart():
+    assert reason(RuntimeError("[enforce fail at inline_container.cc:747] . open file failed with strerror: "
+                               "No such file or directory")) == "No such file or directory"  # not "no space"
+    assert "no space left on device" in reason(RuntimeError("[enforce fail at inline_container.cc:672] . "
+                                                            "unexpected pos 1 vs 0"))
+    assert reason(OSError(13, "Permission denied")) == "Permission denied"

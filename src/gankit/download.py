@@ -2,8 +2,9 @@
 packages (npm_pack: the browser demo's ONNX runtime, the benchmarks' image folder).
 
 The md5 values are those of the published .gz files (the ones torchvision checks). A file is
-streamed to `<dest>.part`, verified, then renamed into place, so a name under its final spelling
-is always a complete, verified file.
+streamed to a `.part` file of its own beside `dest` (two processes fetching one file do not share it;
+a body shorter than its Content-Length is a failed attempt, and the next mirror is tried), verified,
+then renamed into place, so a name under its final spelling is always a complete, verified file.
 """
 
 import base64
@@ -12,6 +13,7 @@ import http.client
 import os
 import shutil
 import subprocess
+import secrets
 import sys
 import urllib.error
 import urllib.request
@@ -67,22 +69,30 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
     present = md5sum(dest) if os.path.isfile(dest) else None
     if present == md5:
         return dest
-    os.makedirs(os.path.dirname(os.path.abspath(dest)), exist_ok=True)
-    part = dest + ".part"
+    folder = os.path.dirname(os.path.abspath(dest))
+    try:
+        os.makedirs(folder, exist_ok=True)
+        part = f"{dest}.{os.getpid()}-{secrets.token_hex(3)}.part"  # this attempt's own: two processes
+        os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # fetching one file share none
+    except OSError as e:
+        raise DataError(f"{folder}: cannot write the download there ({e.strerror or e}); point $GANKIT_DATA "
+                        f"or --data-dir at a writable folder") from None
     failures = []
-    for url in urls:
-        try:
-            actual = _stream(url, part, timeout)
-        except (OSError, http.client.HTTPException, ValueError) as e:
-            _remove(part)
-            failures.append(f"{url} ({_reason(e)})")
-            continue
-        if actual != md5:
-            # A wrong file is a fact to report, not a network hiccup to route around.
-            _remove(part)
-            raise DataError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual}")
-        os.replace(part, dest)
-        return dest
+    try:
+        for url in urls:
+            try:
+                actual, kind = _stream(url, part, timeout)
+            except (OSError, http.client.HTTPException, ValueError) as e:
+                failures.append(f"{url} ({_reason(e)})")
+                continue
+            if actual != md5:
+                # A wrong file is a fact to report, not a network hiccup to route around.
+                served = f" (the server sent {kind}, not the file)" if kind.startswith("text/") else ""
+                raise DataError(f"{url}: checksum mismatch: expected md5 {md5}, got {actual}{served}")
+            os.replace(part, dest)  # atomic: a reader sees the old file or the whole new one
+            return dest
+    finally:
+        _remove(part)  # whatever stopped it (Ctrl-C too); gone already after the rename
     stale = "" if present is None else (
         f"; the copy already at {dest} has md5 {present}, not the expected {md5} (damaged, or the same data "
         f"compressed differently: --data-dir {os.path.dirname(dest)} reads the files there as they are)")
@@ -96,19 +106,23 @@ def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str]
                           MD5[dataset][name]) for name in names]
 
 
-def _stream(url: str, part: str, timeout: float) -> str:
-    """Write the body of `url` to `part`, returning its md5."""
-    digest = hashlib.md5(usedforsecurity=False)
+def _stream(url: str, part: str, timeout: float) -> tuple[str, str]:
+    """Write the body of `url` to `part` (replacing what it held): (its md5, the server's content type).
+    A body shorter than its Content-Length (a dropped connection) is a ValueError, a network failure."""
+    digest, received = hashlib.md5(usedforsecurity=False), 0
     with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as f:
-        size = int(response.headers.get("Content-Length") or 0) or None  # for the progress bar only
+        size = int(response.headers.get("Content-Length") or 0) or None
         with tqdm(total=size, unit="B", unit_scale=True, unit_divisor=1024, leave=False,
-                  desc=os.path.basename(part.removesuffix(".part")),
-                  disable=size is None or not sys.stderr.isatty()) as bar:
+                  desc=os.path.basename(url), disable=size is None or not sys.stderr.isatty()) as bar:
             while chunk := response.read(CHUNK):
                 f.write(chunk)
                 digest.update(chunk)
+                received += len(chunk)
                 bar.update(len(chunk))
-    return digest.hexdigest()
+        kind = response.headers.get("Content-Type") or ""
+    if size is not None and received != size and not response.chunked:
+        raise ValueError(f"the connection closed after {received} of {size} bytes")
+    return digest.hexdigest(), kind
 
 
 def _reason(e: Exception) -> str:

@@ -70,6 +70,8 @@ def reason(e: Exception) -> str:
     if isinstance(e, OSError) and e.strerror:
         return e.strerror
     text = str(e)
+    if m := re.search(r"strerror: ([^\n]+)", text):  # torch's own wording of an OSError ("open file failed with ...")
+        return m[1].strip()
     if "enforce fail" in text or "No space" in text or "file write failed" in text:
         return "the write stopped part-way: no space left on device, or a file size limit"  # torch says no more
     return (text.splitlines() or [type(e).__name__])[0][:120]
