@@ -5,6 +5,7 @@ import torch
 from torch import nn
 
 from gankit.build import compile_or_eager
+from gankit.config import validate
 from gankit.hardware import pick_device
 from gankit.distributed import World
 from gankit.errors import GankitError
@@ -114,18 +115,12 @@ def test_cuda_processes_need_a_gpu_each(monkeypatch):
 
 
 def test_batch_norm_networks_refuse_a_batch_of_one_before_any_run_folder(tiny_data, tmp_path):
-    from gankit.train import train
-    from test_recipes import small_config
-
     with pytest.raises(GankitError, match=r"batch_size=1: recipe cs231n-dcgan's networks batch-normalise flat features"):
         train(small_config("cs231n-dcgan", tmp_path, batch_size=1), progress=False)
     assert not (tmp_path / "cs231n-dcgan").exists()
 
 
 def test_an_unknown_device_is_named(tmp_path):
-    from gankit.config import validate
-    from test_recipes import small_config
-
     with pytest.raises(GankitError, match=r"--device gpu: expected auto, cpu, cuda or cuda:N"):
         pick_device("gpu")
     with pytest.raises(GankitError, match=r"device='cuda:x': expected auto, cpu, cuda or cuda:N"):

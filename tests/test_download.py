@@ -10,6 +10,7 @@ import os
 import re
 import struct
 import threading
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -141,7 +142,7 @@ def test_each_attempt_writes_a_part_of_its_own_and_removes_it_whatever_stops_it(
     assert (tmp_path / "t10k-labels-idx1-ubyte.gz.part").read_bytes() == b"another process's download"
 
     def interrupted(url, part, timeout):
-        open(part, "wb").write(b"half")
+        Path(part).write_bytes(b"half")
         raise KeyboardInterrupt
 
     monkeypatch.setattr("gankit.download._stream", interrupted)

@@ -5,6 +5,8 @@ import json
 import pytest
 import torch
 
+from gankit.config import validate
+from gankit.errors import GankitError
 from gankit.nets import count_params
 from gankit.recipes import RECIPES, networks
 from gankit.run import load_checkpoint
@@ -81,9 +83,6 @@ def test_every_recipe_names_its_source():
 
 
 def test_conditioning_a_classifier_discriminator_and_class_acc_without_classes_are_refused(tmp_path, tiny_data):
-    from gankit.config import validate
-    from gankit.errors import GankitError
-
     cfg = small_config("improved-gan", tmp_path, labels_per_class=0, conditional="projection", eval_every=0)
     with pytest.raises(GankitError, match=r"conditional=projection: recipe improved-gan's discriminator is a classifier"):
         train(cfg, progress=False)

@@ -113,7 +113,7 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default="auto")
-    s.add_argument("--class", dest="label", type=int, metavar="K", help="a conditional run (cgan, acgan): draw "
+    s.add_argument("--class", dest="label", type=int, metavar="K", help="a conditional run (cgan, acgan, cdcgan): draw "
                    "class K only (default: a grid with a row per class)")
     s.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
                    "(which a run with g_ema uses by default)")

@@ -276,5 +276,5 @@ def validate(cfg: Config) -> None:
          "double backward of R1/R2; train without it")
     need(not (cfg.compile and cfg.gp_weight), "compile=true: torch.compile does not support the double backward "
          "of the gradient penalty; train WGAN-GP without it")
-    need(re.fullmatch(DEVICE_FORM, cfg.device),
+    need(bool(re.fullmatch(DEVICE_FORM, cfg.device)),
          f"device={cfg.device!r}: expected auto, cpu, cuda or cuda:N")

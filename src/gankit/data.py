@@ -160,8 +160,8 @@ _NOTED: set[tuple[str, str]] = set()  # (data_dir, split) said to hold no IDX fi
 
 def _note_passed_over(data_dir: str | None, name: str, split: str, instead: str) -> None:
     """Say once a process that --data-dir was given but another copy of the data is read."""
-    if data_dir and (data_dir, split) not in _NOTED:  # evaluations load the test split again
-        _NOTED.add((data_dir, split))
+    if data_dir and (os.path.abspath(data_dir), split) not in _NOTED:  # evaluations load the splits again
+        _NOTED.add((os.path.abspath(data_dir), split))
         print(f"gankit: note: --data-dir {data_dir} holds no IDX files of the {name} {split} split; "
               f"reading {instead}", file=sys.stderr)
 
@@ -301,7 +301,8 @@ def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
         with Image.open(file) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255, not scale
-                im = Image.fromarray(((np.asarray(im, dtype=np.uint32) + 128) // 257).astype(np.uint8))
+                info, im = im.info, Image.fromarray(((np.asarray(im, dtype=np.uint32) + 128) // 257).astype(np.uint8))
+                im.info = info  # a transparent colour, if any
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
             im = im.convert(mode)  # convert decodes, so damage shows here

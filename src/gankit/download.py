@@ -11,9 +11,9 @@ import base64
 import hashlib
 import http.client
 import os
+import secrets
 import shutil
 import subprocess
-import secrets
 import sys
 import urllib.error
 import urllib.request

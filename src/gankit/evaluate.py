@@ -398,5 +398,5 @@ def _write_cache(ref: dict, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         save_atomic(ref, path)  # temp file + rename: a crash never leaves half a cache file
     except (OSError, GankitError) as e:  # save_atomic names the file and the reason as a GankitError
-        print(f"evaluate: could not write the cache file {e if isinstance(e, GankitError) else f'{path} ({e})'}; "
-              f"continuing without it", file=sys.stderr)
+        why = str(e).split(";")[0] if isinstance(e, GankitError) else f"{path}: cannot write ({e})"
+        print(f"evaluate: could not write the cache file {why}; continuing without it", file=sys.stderr)

@@ -86,7 +86,7 @@ def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.Path
     G, cfg = load_generator(run_or_checkpoint, device, ema)
     if label is not None and not cfg.conditional:
         raise GankitError(f"--class {label}: {run_or_checkpoint} is an unconditional {cfg.recipe} run; "
-                          f"train a conditional recipe (cgan, acgan) to choose the class")
+                          f"train a conditional recipe (cgan, acgan, cdcgan) to choose the class")
     dev = next(G.parameters()).device
     inputs = grid_inputs(cfg, n, dev, torch.Generator().manual_seed(seed), label)
     x = to_signed(G(*inputs), cfg.real_range)

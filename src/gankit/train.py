@@ -84,12 +84,14 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
 
 
 def check_eval_samples(cfg: Config) -> None:
-    """--eval-every scores eval_samples samples against as many test images: a test split that is
-    too short (IDX files of its own in --data-dir) fails before training, not at the first evaluation."""
-    n_test = len(datasets.load(cfg.dataset, "test", data_dir=cfg.data_dir, download=cfg.download).x)
-    if cfg.eval_samples > n_test:
-        raise GankitError(f"eval_samples={cfg.eval_samples}: --eval-every scores that many samples against the "
-                          f"test split, and {cfg.dataset}'s has {n_test} images")
+    """--eval-every scores eval_samples samples against as many test images, and the floor as many
+    training images: a split that is too short (IDX files of its own in --data-dir) fails before
+    training, not at the first evaluation."""
+    for split in ("test", "train"):
+        n = len(datasets.load(cfg.dataset, split, data_dir=cfg.data_dir, download=cfg.download).x)
+        if cfg.eval_samples > n:
+            raise GankitError(f"eval_samples={cfg.eval_samples}: --eval-every draws that many images of the "
+                              f"{split} split, and {cfg.dataset}'s has {n}")
 
 
 def check_left(out: str, step: int, num_steps: int) -> None:
@@ -227,8 +229,7 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
     if cfg.eval_every:  # fail now, not at the first evaluation, if a metric's network is missing
         distributed.first(lambda: check_metrics(cfg.eval_metrics, cfg.dataset), world)
-    if cfg.eval_every and data.kind == "image" and not cfg.dataset.startswith("folder:") \
-            and any(METRICS[m].needs != "classifier" for m in cfg.eval_metrics):  # nor if the test split is short
+    if cfg.eval_every and any(METRICS[m].needs != "classifier" for m in cfg.eval_metrics):  # nor if a split is short
         distributed.first(lambda: check_eval_samples(cfg), world)
     SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
 
