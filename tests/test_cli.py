@@ -227,3 +227,10 @@ def test_a_set_item_overrides_the_flag_for_the_same_field():
 def test_sample_refuses_a_file_name_that_is_not_png_before_loading(capsys):
     assert main(["sample", "no-such-run", "-o", "grid.jpg"]) == 2
     assert "-o grid.jpg: gankit writes its samples as one PNG" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("verb", [["info", "cs231n-gan"], ["train", "cs231n-gan", "--dry-run", "--out", "x"]])
+@pytest.mark.parametrize("dataset", ["mnsit", "folder:"])
+def test_an_unknown_or_empty_dataset_is_refused_by_info_and_dry_run(verb, dataset, capsys):
+    assert main([*verb, "--dataset", dataset]) == 2
+    assert f"--dataset {dataset}: expected mnist, fashion-mnist, folder:PATH" in capsys.readouterr().err

@@ -201,6 +201,9 @@ def validate(cfg: Config) -> None:
         need(all(math.isfinite(x) for x in values if isinstance(x, float)), f"{f.name}={v}: must be a finite number")
     need(0 <= cfg.seed < 2 ** 63, f"seed={cfg.seed}: must be in 0..2^63-1")
     need(0 <= cfg.data_seed < 2 ** 63, f"data_seed={cfg.data_seed}: must be in 0..2^63-1")
+    need(cfg.dataset in ("mnist", "fashion-mnist", "toy:ring8", "toy:grid25")
+         or (cfg.dataset.startswith("folder:") and cfg.dataset.removeprefix("folder:").strip() != ""),
+         f"--dataset {cfg.dataset}: expected mnist, fashion-mnist, folder:PATH (a PATH, not empty), toy:ring8 or toy:grid25")
     need(cfg.loss in LOSSES, f"loss={cfg.loss!r}: unknown (known: {', '.join(LOSSES)})")
     need(cfg.optimizer in ("adam", "rmsprop"), f"optimizer={cfg.optimizer!r}: expected adam or rmsprop")
     need(cfg.noise in ("normal", "uniform", "uniform_signed"),

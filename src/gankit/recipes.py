@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from gankit.config import Config
+from gankit.config import Config, validate
 from gankit.errors import GankitError
 from gankit.nets import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
                          cs231n_dc_discriminator, cs231n_dc_generator, spectral_normalise)
@@ -290,6 +290,7 @@ def describe(name: str, **overrides: Any) -> dict[str, Any]:
 
     recipe = get(name)
     cfg = recipe.config(**overrides)
+    validate(cfg)  # what `gankit train` would refuse, `gankit info` refuses too
     if cfg.dataset.startswith("toy:"):
         shape = [2]
     elif cfg.dataset.startswith("folder:"):
