@@ -468,7 +468,8 @@ def test_a_folder_whose_run_never_checkpointed_says_overwrite_and_resume_takes_n
 
 
 def test_eval_samples_beyond_the_test_split_are_refused_before_any_run_folder(tmp_path, tiny_data):
-    cfg = small_config("cs231n-gan", tmp_path, eval_every=1, eval_samples=300, eval_metrics=["fid"])  # 256 images
+    cfg = small_config("cs231n-gan", tmp_path, eval_every=1, eval_samples=300, eval_metrics=["fid"],
+                       data_dir=str(tmp_path / "idx"))  # IDX files of its own (tiny_data's 256 images a split)
     with pytest.raises(GankitError, match=r"eval_samples=300: --eval-every draws that many images of the test split, and mnist's has 256"):
         train(cfg, progress=False)
     assert not (tmp_path / "cs231n-gan").exists()

@@ -188,6 +188,7 @@ def is_semi_supervised(cfg: Config) -> bool:
 
 def validate(cfg: Config) -> None:
     """Reject values that cannot work, naming the field, before anything is written."""
+    from gankit.data import CLASSES, TOY_STD
     from gankit.losses import LOSSES
     from gankit.metrics import METRICS
 
@@ -201,7 +202,7 @@ def validate(cfg: Config) -> None:
         need(all(math.isfinite(x) for x in values if isinstance(x, float)), f"{f.name}={v}: must be a finite number")
     need(0 <= cfg.seed < 2 ** 63, f"seed={cfg.seed}: must be in 0..2^63-1")
     need(0 <= cfg.data_seed < 2 ** 63, f"data_seed={cfg.data_seed}: must be in 0..2^63-1")
-    need(cfg.dataset in ("mnist", "fashion-mnist", "toy:ring8", "toy:grid25")
+    need(cfg.dataset in CLASSES or cfg.dataset in TOY_STD
          or (cfg.dataset.startswith("folder:") and cfg.dataset.removeprefix("folder:").strip() != ""),
          f"--dataset {cfg.dataset}: expected mnist, fashion-mnist, folder:PATH (a PATH, not empty), toy:ring8 or toy:grid25")
     need(cfg.loss in LOSSES, f"loss={cfg.loss!r}: unknown (known: {', '.join(LOSSES)})")

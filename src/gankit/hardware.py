@@ -113,7 +113,7 @@ def pick_device(name: str, world: World = World()) -> torch.device:
         name = "cuda" if torch.cuda.is_available() else "cpu"
     if name.startswith("cuda") and not torch.cuda.is_available():
         raise GankitError(f"--device {name}: CUDA is not available on this machine (use --device cpu)")
-    if name.startswith("cuda:") and name[5:].isdigit() and int(name[5:]) >= torch.cuda.device_count():
+    if name.startswith("cuda:") and int(name[5:]) >= torch.cuda.device_count():
         gpus = torch.cuda.device_count()
         raise GankitError(f"--device {name}: this machine has {gpus} GPU{'s' if gpus != 1 else ''} "
                           f"(cuda:0 to cuda:{gpus - 1})")

@@ -85,8 +85,9 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
 
 def check_eval_samples(cfg: Config) -> None:
     """--eval-every scores eval_samples samples against as many test images, and the floor as many
-    training images: a split that is too short (IDX files of its own in --data-dir) fails before
-    training, not at the first evaluation."""
+    training images: a split of --data-dir's own IDX files that is too short fails before training,
+    not at the first evaluation (the standard splits hold 10,000 and 60,000, and validate caps
+    eval_samples at 10,000)."""
     for split in ("test", "train"):
         n = len(datasets.load(cfg.dataset, split, data_dir=cfg.data_dir, download=cfg.download).x)
         if cfg.eval_samples > n:
@@ -229,7 +230,7 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
     if cfg.eval_every:  # fail now, not at the first evaluation, if a metric's network is missing
         distributed.first(lambda: check_metrics(cfg.eval_metrics, cfg.dataset), world)
-    if cfg.eval_every and any(METRICS[m].needs != "classifier" for m in cfg.eval_metrics):  # nor if a split is short
+    if cfg.eval_every and cfg.data_dir and any(METRICS[m].needs != "classifier" for m in cfg.eval_metrics):
         distributed.first(lambda: check_eval_samples(cfg), world)
     SummaryWriter = tensorboard_writer() if cfg.tensorboard and world.main else None  # checked before any write
 
