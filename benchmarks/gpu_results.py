@@ -82,8 +82,8 @@ JOBS = [
     *seeds("r3gan-mnist-lazy-32-lrdecay", "r3gan-mnist", 32, sets=["reg_every=4", "lr_decay=0.25"]),
     # wgan at 32 px was still falling after 25 epochs on a CPU (evaluator FID -0.6 per epoch): where does it stop?
     # The CPU answered on 2026-11-28 (results.md): 51.2 at 50 epochs, 46.4 at 100, about -0.1 per epoch by then;
-    # 43.5 at 150, still about -0.06 per epoch (Inception FID 37.74); 39.8 at 250 (Inception FID 34.75, still
-    # about 1.5 better per 50 epochs): this job now measures less than the CPU did
+    # 43.5 at 150, still about -0.06 per epoch (Inception FID 37.74); 39.8 at 250 (34.75) and 38.2 at 300
+    # (32.98, still about 1.8 better per 50 epochs): this job now measures less than the CPU did
     job("wgan-32-100", "wgan", 100, sets=["image_size=32"]),
     *seeds("cdcgan-fashion", "cdcgan", 6, dataset="fashion-mnist"),
     *seeds("cs231n-dcgan-20+ema-fashion", "cs231n-dcgan", 20, dataset="fashion-mnist", sets=EMA),
