@@ -129,6 +129,17 @@ def test_every_verb_has_help(verb, capsys):
     (["train", "toy", "--set", "betas_d=0.5,nan", "--out", "{tmp}/r"], "betas_d=[0.5, nan]: must be a finite number"),
     (["train", "toy", "--seed", "99999999999999999999999", "--out", "{tmp}/r"], "seed=99999999999999999999999: must be"),
     (["train", "toy", "--out", "{tmp}/file/r"], "cannot create or write in the run folder"),
+    # settings the run would record but never read, or that cannot work
+    (["train", "toy", "--set", "recipe=cs231n-gan", "--out", "{tmp}/r"], "--set recipe=cs231n-gan: recipe is the RECIPE"),
+    (["train", "toy", "--set", "num_classes=5", "--out", "{tmp}/r"], "num_classes is recorded from the data"),
+    (["train", "improved-gan", "--set", "gp_weight=10", "--set", "diffaugment=color", "--out", "{tmp}/r"],
+     "gp_weight=10.0, diffaugment=color: a semi-supervised run trains with its own objective"),
+    (["train", "cs231n-dcgan", "--set", "ema=0.999", "--out", "{tmp}/r"], "ema=0.999: only a semi-supervised run"),
+    (["train", "cgan", "--set", "acgan_weight=3", "--out", "{tmp}/r"], "only conditional=acgan reads them"),
+    (["train", "improved-gan", "--baseline", "--set", "eval_metrics=accuracy,fid", "--out", "{tmp}/r"],
+     "trains no generator; evaluate it with accuracy alone"),
+    (["train", "toy", "--set", "real_range=unit", "--out", "{tmp}/r"], "real_range=unit: 2-D points"),
+    (["train", "improved-gan", "--set", "init_batch=1", "--out", "{tmp}/r"], "init_batch=1: the data-dependent"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")  # for --out under a file
@@ -139,7 +150,8 @@ def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
 
 
 @pytest.mark.parametrize("args", [["train", "toy", "--steps", "0"], ["train", "toy", "--epochs", "-1"],
-                                  ["train", "toy", "--steps", "5", "--epochs", "1"], ["sample", "x", "-n", "zero"]])
+                                  ["train", "toy", "--steps", "5", "--epochs", "1"], ["sample", "x", "-n", "zero"],
+                                  ["sample", "x", "--seed", "-1"], ["eval", "x", "--seed", str(2 ** 64)]])
 def test_bad_flags_are_rejected_by_the_parser(args, capsys):
     with pytest.raises(SystemExit) as e:
         main(args)
@@ -234,3 +246,22 @@ def test_sample_refuses_a_file_name_that_is_not_png_before_loading(capsys):
 def test_an_unknown_or_empty_dataset_is_refused_by_info_and_dry_run(verb, dataset, capsys):
     assert main([*verb, "--dataset", dataset]) == 2
     assert f"--dataset {dataset}: expected mnist, fashion-mnist, folder:PATH" in capsys.readouterr().err
+
+
+def test_steps_given_beside_epochs_win_as_on_resume(capsys):
+    assert main(["train", "toy", "--steps", "3", "--set", "epochs=1", "--dry-run", "--out", "x"]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"] == 3
+    assert main(["train", "toy", "--epochs", "2", "--dry-run", "--out", "x"]) == 0
+    cfg = json.loads(capsys.readouterr().out)
+    assert (cfg["steps"], cfg["epochs"]) == (None, 2)
+
+
+def test_ctrl_c_outside_the_training_loop_is_one_line(monkeypatch, capsys):
+    import gankit.sample
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(gankit.sample, "sample", interrupted)
+    assert main(["sample", "some-run"]) == 130
+    assert capsys.readouterr().err == ("gankit: sample interrupted; every file it writes is replaced whole or not "
+                                       "at all\n")

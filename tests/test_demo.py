@@ -11,6 +11,7 @@ import select
 import shutil
 import subprocess
 import sys
+import tarfile
 import threading
 import time
 import urllib.parse
@@ -23,7 +24,8 @@ from test_report import CHROMIUM
 
 from gankit.cli import main
 from gankit.data import to_signed
-from gankit.demo import demo, ort_files
+import gankit.demo
+from gankit.demo import ORT_BUILDS, ORT_PACKAGE, ORT_VERSION, demo, ort_files
 from gankit.errors import GankitError
 from gankit.export import export as real_export
 from gankit.sample import load_generator, sample_noise
@@ -295,3 +297,40 @@ def test_an_output_folder_that_cannot_be_written_is_named(run_of, ort_dir, tmp_p
     (site / "ort").write_text("")  # a file where the demo's folder goes
     with pytest.raises(GankitError, match=r"-o .*site: cannot write the demo there \(File exists\)"):
         demo(run_of("cs231n-gan"), site, ort_dir=ort_dir)
+
+
+def test_a_cache_folder_missing_a_file_is_fetched_again_and_replaced(ort_dir, tmp_path, monkeypatch):
+    """A cache copy cut short (a file missing) is replaced whole by the next fetch, not tripped over."""
+    names = ("ort.wasm.min.js", *ORT_BUILDS["ort.wasm.min.js"])
+    tgz = tmp_path / "ort.tgz"
+    with tarfile.open(tgz, "w:gz") as tar:  # what npm pack gives, from the build already at hand
+        for name in names:
+            tar.add(ort_dir / name, f"package/dist/{name}")
+    monkeypatch.setattr(gankit.demo, "npm_pack", lambda *args: tgz)
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))
+    folder = tmp_path / "cache" / "npm" / f"{ORT_PACKAGE}-{ORT_VERSION}"
+    folder.mkdir(parents=True)
+    shutil.copyfile(ort_dir / names[0], folder / names[0])
+    assert ort_files() == (folder, names[0])
+    assert all((folder / n).read_bytes() == (ort_dir / n).read_bytes() for n in names)
+    assert sorted(p.name for p in folder.parent.iterdir()) == [folder.name]  # no scratch left
+
+
+def test_a_demo_that_fails_to_copy_leaves_the_earlier_demo_whole(run_of, ort_dir, tmp_path, monkeypatch):
+    site = tmp_path / "site"
+    demo(run_of("cs231n-gan"), site, ort_dir=ort_dir)
+    before = {p: p.read_bytes() for p in site.rglob("*") if p.is_file()}
+    other = tmp_path / "other-ort"  # another build of onnxruntime-web: its files differ from the first demo's
+    shutil.copytree(ort_dir, other)
+    with open(other / "ort.wasm.min.js", "a") as f:
+        f.write("\n// another build\n")
+    copy = shutil.copyfile
+
+    def full_disk(src, dst, **kwargs):
+        if Path(src).name == "demo.js":
+            raise OSError(28, "No space left on device")
+        return copy(src, dst, **kwargs)
+    monkeypatch.setattr(gankit.demo.shutil, "copyfile", full_disk)
+    with pytest.raises(GankitError, match=r"-o .*site: cannot write the demo there \(No space left on device\)"):
+        demo(run_of("cgan"), site, ort_dir=other)
+    assert {p: p.read_bytes() for p in site.rglob("*") if p.is_file()} == before  # no file of the new demo

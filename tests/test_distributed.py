@@ -67,3 +67,38 @@ def test_a_held_run_folder_stops_every_rank(tmp_path):
     assert p.returncode != 0
     assert p.stderr.count("another gankit process") >= 2, p.stderr[-3000:]  # one line from each rank
     assert sorted(f.name for f in run.iterdir()) == [".gankit-lock"]  # nothing written
+
+
+STOP_RANK_0 = """
+import os, signal, sys
+import gankit.train
+from gankit.cli import main
+if os.environ["RANK"] == "0":  # the Ctrl-C reaches rank 0 alone, in step 2 (another node's Ctrl-C, or one that lands late)
+    make_step = gankit.train.make_step
+    def patched(state):
+        step_fn = make_step(state)
+        def run(i):
+            if i == 1:
+                os.kill(os.getpid(), signal.SIGINT)
+            return step_fn(i)
+        return run
+    gankit.train.make_step = patched
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_ctrl_c_that_reaches_one_rank_stops_every_rank_at_the_same_step(tmp_path):
+    """The ranks agree on the step to stop after: none waits forever for a peer that stopped, and the
+    checkpoint is whole and resumable."""
+    script, run = tmp_path / "stop_rank_0.py", tmp_path / "stopped"
+    script.write_text(STOP_RANK_0)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", str(script),
+           "train", "cs231n-gan", "--steps", "6", "--batch-size", "16", "--out", str(run), "--no-progress",
+           "--device", "cpu", "--set", "threads=1", "--set", "log_every=1"]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=200)
+    assert p.returncode != 0
+    assert "interrupted at step 2; checkpoint saved. Continue with: torchrun --nproc_per_node 2 -m gankit train " \
+           f"--resume {run}" in p.stderr, p.stderr[-3000:]
+    assert load_checkpoint(run)["step"] == 2
+    summary = torchrun("train", "--resume", str(run), "--steps", "4", "--no-progress")
+    assert summary["steps"] == 4 and summary["rank_fingerprints"][0] == summary["rank_fingerprints"][1]

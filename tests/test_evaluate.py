@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import gankit.evaluate
+import gankit.sample
 from gankit import data as datasets
 from gankit.errors import GankitError
 from gankit.evaluate import evaluate, evaluate_run, real_images, same_evaluation
@@ -318,3 +319,13 @@ def test_a_cache_that_cannot_be_written_does_not_stop_the_evaluation(tiny_evalua
     out = evaluate(tiny_generator(), "mnist", num_samples=100, evaluator=ev, cache_dir=tmp_path, progress=False)
     assert out["num_samples"] == 100 and "fid" in out
     assert "could not write the cache file" in capsys.readouterr().err and not list(tmp_path.iterdir())
+
+
+def test_sample_draws_in_batches_with_the_same_images(tiny_run, tmp_path, monkeypatch):
+    """gankit sample runs G on at most BATCH inputs at a time (a large -n needs memory for its images, not
+    for G's activations on all of them at once); the grid is the one a single pass draws."""
+    run = tiny_run("cs231n-dcgan")  # BatchNorm: in eval mode, so a sample does not depend on its batch
+    one = gankit.sample.sample(run, n=40, out=tmp_path / "one.png")
+    monkeypatch.setattr(gankit.sample, "BATCH", 7)
+    seven = gankit.sample.sample(run, n=40, out=tmp_path / "seven.png")
+    assert one.read_bytes() == seven.read_bytes()

@@ -15,7 +15,8 @@ from gankit.cli import main
 from gankit.data import to_signed
 from gankit.errors import GankitError
 from gankit.export import export, load_torchscript
-from gankit.sample import load_generator, sample_noise
+from gankit.evaluate import evaluate_run
+from gankit.sample import load_generator, sample, sample_noise
 
 # one run per family of networks: MLP, conv with a moving average of G, conditional MLP, MLP trained on [0, 1)
 FAMILIES = {"mlp": ("cs231n-gan", {}), "conv": ("cs231n-dcgan", {"g_ema": 0.999}), "conditional": ("cgan", {}),
@@ -139,7 +140,24 @@ def test_baseline_run_has_no_generator(run_of, tmp_path):
     assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "g.pt")]) == 2
     with pytest.raises(GankitError, match="baseline"):
         export(run, tmp_path / "g.pt", fmt="torchscript")
+    # nor do sample and eval draw from its untrained G; its test accuracy is still scored
+    with pytest.raises(GankitError, match="trains no generator; nothing to sample"):
+        sample(run, out=tmp_path / "g.png")
+    with pytest.raises(GankitError, match="trains no generator; nothing to score with fid"):
+        evaluate_run(run, metrics="fid,accuracy", num_samples=10)
     assert list(tmp_path.iterdir()) == []
+    assert 0 <= evaluate_run(run, metrics="accuracy")["test_acc"] <= 1
+
+
+def test_the_format_follows_the_file_name_and_a_mismatch_is_refused(run_of, tmp_path):
+    run = run_of("mlp")
+    assert load_torchscript(export(run, tmp_path / "g.pt"))[1]["recipe"] == "cs231n-gan"  # .pt: TorchScript
+    with pytest.raises(GankitError, match=r"-o .*g.onnx: a .onnx file is read as onnx, but --format is torchscript; "
+                                          r"give a name ending in .pt"):
+        export(run, tmp_path / "g.onnx", fmt="torchscript")
+    with pytest.raises(GankitError, match="a .pt file is read as torchscript, but --format is onnx"):
+        export(run, tmp_path / "h.pt", fmt="onnx")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["g.pt"]
 
 
 def test_existing_file_is_replaced_whole(run_of, tmp_path, monkeypatch):

@@ -92,3 +92,11 @@ def test_cuda_graph_run_resumes_exactly(tmp_path, tiny_data):
     for key in ("G", "D"):
         for k in a[key]:
             assert torch.allclose(a[key][k].float(), b[key][k].float(), rtol=1e-4, atol=1e-5), (key, k)
+
+
+def test_reg_every_without_a_penalty_keeps_the_graph(tmp_path):
+    """reg_every spaces out R1/R2; without either it changes nothing, so the step is still captured."""
+    cuda = torch.device("cuda")
+    assert graphs.graphable(small_config("cs231n-gan", tmp_path, reg_every=4), cuda, 1)
+    assert not graphs.graphable(small_config("cs231n-gan", tmp_path, reg_every=4, r1_gamma=1.0), cuda, 1)
+    assert graphs.graphable(small_config("cs231n-gan", tmp_path, reg_every=1, r1_gamma=1.0), cuda, 1)

@@ -3,6 +3,12 @@ checkpoints are atomic, and a small GAN learns a 2-D mixture."""
 
 import contextlib
 import dataclasses
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -17,6 +23,7 @@ from gankit.recipes import RECIPES
 from gankit.run import RunDir, load_checkpoint
 from gankit.sample import load_generator
 from gankit.monitor import TrainingDiverged
+from gankit.cli import main
 from gankit.train import resume, train
 
 from conftest import fake_images, lock_held
@@ -225,6 +232,13 @@ def test_run_folder_is_never_clobbered(tmp_path, tiny_data):
     with pytest.raises(GankitError, match="not a gankit run folder"):
         train(cfg, overwrite=True, progress=False)
     assert (other / "config.json").read_text() == '{"learning_rate": 3}'
+    # a file of the user's inside a folder gankit writes (samples/): refused, not deleted with the folder
+    (run / "sevens.png").unlink()
+    (run / "samples" / "notes.txt").write_text("mine")
+    cfg.out = str(run)
+    with pytest.raises(GankitError, match=r"did not write \(samples/notes.txt\)"):
+        train(cfg, overwrite=True, progress=False)
+    assert (run / "samples" / "notes.txt").read_text() == "mine" and (run / "samples" / "step-000002.png").exists()
 
 
 def test_run_folder_from_before_the_manifest_can_be_overwritten(tmp_path, tiny_data):
@@ -479,3 +493,75 @@ def test_a_relative_data_dir_is_recorded_whole(tmp_path, tiny_data, monkeypatch)
     monkeypatch.chdir(tmp_path)
     train(small_config("cs231n-gan", tmp_path, data_dir="idx"), progress=False)
     assert load_checkpoint(tmp_path / "cs231n-gan")["config"].data_dir == str(tmp_path.resolve() / "idx")  # as cwd names it
+
+
+def signal_at(monkeypatch, step, *signals):
+    """Send this process `signals` while the loop's step `step` (1-based) runs, as a Ctrl-C or kill would."""
+    make_step = gankit.train.make_step
+
+    def patched(state):
+        step_fn = make_step(state)
+
+        def run(i):
+            if i + 1 == step:
+                for sig in signals:
+                    os.kill(os.getpid(), sig)
+            return step_fn(i)
+        return run
+    monkeypatch.setattr(gankit.train, "make_step", patched)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_ctrl_c_or_sigterm_stops_at_a_step_with_a_checkpoint_and_the_run_goes_on(sig, tmp_path, tiny_data, monkeypatch):
+    cfg = small_config("cs231n-gan", tmp_path, steps=6, checkpoint_every=100, log_every=100)
+    signal_at(monkeypatch, 3, sig)
+    with pytest.raises(GankitError, match=r"^interrupted at step 3; checkpoint saved. Continue with: gankit train "
+                                          r"--resume .*cs231n-gan$"):
+        train(cfg, progress=False)
+    assert load_checkpoint(cfg.out)["step"] == 3
+    monkeypatch.undo()
+    assert resume(cfg.out, progress=False)["steps"] == 6
+
+
+def test_a_signal_during_the_last_step_still_finishes_the_run(tmp_path, tiny_data, monkeypatch):
+    """The stop is asked for in the last step: the run is complete, not 'interrupted' (a resume would be refused)."""
+    cfg = small_config("cs231n-gan", tmp_path, steps=3)
+    signal_at(monkeypatch, 3, signal.SIGTERM)
+    assert train(cfg, progress=False)["steps"] == 3
+
+
+@pytest.mark.parametrize("first", [signal.SIGINT, signal.SIGTERM])
+def test_a_second_signal_interrupts_at_once(first, tmp_path, tiny_data, monkeypatch):
+    cfg = small_config("cs231n-gan", tmp_path, steps=6, checkpoint_every=100)
+    signal_at(monkeypatch, 2, first, signal.SIGINT)
+    with pytest.raises(KeyboardInterrupt):
+        train(cfg, progress=False)
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL  # the handlers are put back
+
+
+def test_resume_may_change_precision_and_data_dir_but_not_overwrite(tmp_path, tiny_data, capsys):
+    cfg = small_config("cs231n-gan", tmp_path, steps=2, precision="bf16")
+    train(cfg, progress=False)
+    cfg2, _ = gankit.train.resumed_config(cfg.out, steps=3, precision="fp32", data_dir=str(tmp_path))
+    assert (cfg2.precision, cfg2.data_dir) == ("fp32", str(tmp_path))
+    with pytest.raises(GankitError, match="cannot change loss"):
+        gankit.train.resumed_config(cfg.out, steps=3, loss="hinge")
+    assert main(["train", "--resume", cfg.out, "--steps", "3", "--overwrite"]) == 2
+    assert "--overwrite with --resume" in capsys.readouterr().err
+    assert load_checkpoint(cfg.out)["step"] == 2
+
+
+def test_a_run_folder_that_cannot_be_written_whole_is_one_line(tmp_path):
+    """A disk that fills while the folder is made (here: a 1 KiB file-size limit): no traceback, and
+    config.json is whole or absent, never cut short."""
+    def limit():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # the write fails with EFBIG instead of killing
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1024, 1024))
+
+    run = tmp_path / "r"
+    p = subprocess.run([sys.executable, "-m", "gankit", "train", "toy", "--steps", "1", "--out", str(run),
+                        "--no-progress"], capture_output=True, text=True, preexec_fn=limit, timeout=120)
+    assert p.returncode == 2 and "Traceback" not in p.stderr, p.stderr[-2000:]
+    assert "cannot write (File too large)" in p.stderr
+    if (run / "config.json").exists():
+        json.loads((run / "config.json").read_text())

@@ -42,6 +42,17 @@ def _positive(kind):
     return parse
 
 
+def _seed(text: str) -> int:
+    """--seed of sample and eval: in the range train takes (config.validate), so torch never overflows."""
+    try:
+        v = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if not 0 <= v < 2 ** 63:
+        raise argparse.ArgumentTypeError(f"must be in 0..2^63-1, got {text}")
+    return v
+
+
 # The train flags that set one config field each: (flag, field, argparse options). --set KEY=VALUE reaches them all.
 TRAIN_FLAGS = [
     ("--dataset", "dataset", dict(help="mnist | fashion-mnist | folder:PATH | toy:ring8 | toy:grid25")),
@@ -109,9 +120,10 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("sample", help="write a grid of samples from a run or checkpoint")
     s.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    s.add_argument("-n", type=_positive(int), default=64, help="number of samples (default 64)")
+    s.add_argument("-n", type=_positive(int), default=64, help="number of samples (default 64; a conditional run "
+                   "without --class draws a row per class: n rounded down to a multiple of the classes, at least one each)")
     s.add_argument("-o", "--output", default="grid.png", help="PNG to write (default grid.png)")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=_seed, default=0, help="seeds the noise (default 0)")
     s.add_argument("--device", default="auto")
     s.add_argument("--class", dest="label", type=int, metavar="K", help="a conditional run (cgan, acgan, cdcgan): draw "
                    "class K only (default: a grid with a row per class)")
@@ -127,7 +139,7 @@ def _parser() -> argparse.ArgumentParser:
                    "conditional one; fid_inception for a run on folder:PATH)")
     e.add_argument("--num-samples", type=_positive(int), default=10_000, help="generated and real images (default 10000; a folder: all "
                    "its images where it holds fewer)")
-    e.add_argument("--seed", type=int, default=0)
+    e.add_argument("--seed", type=_seed, default=0, help="seeds the noise (default 0)")
     e.add_argument("--device", default="auto")
     e.add_argument("--no-ema", action="store_true", help="score the raw G, not the moving average of its weights")
 
@@ -138,8 +150,9 @@ def _parser() -> argparse.ArgumentParser:
     x = sub.add_parser("export", help="write a run's generator alone, with its noise and output contract, "
                        "as ONNX or TorchScript")
     x.add_argument("run", metavar="RUN_OR_CHECKPOINT")
-    x.add_argument("--format", choices=["onnx", "torchscript"], default="onnx", help="onnx (default; needs "
-                   "pip install onnxscript) or torchscript (read back with gankit.export.load_torchscript)")
+    x.add_argument("--format", choices=["onnx", "torchscript"], help="onnx (needs pip install onnxscript) or "
+                   "torchscript (read back with gankit.export.load_torchscript); default: the one -o's suffix names "
+                   "(.onnx, .pt), else onnx")
     x.add_argument("-o", "--output", help="file to write (default generator.onnx or generator.pt)")
     x.add_argument("--no-ema", action="store_true", help="the raw G, not the moving average of its weights "
                    "(which a run with g_ema exports by default)")
@@ -192,6 +205,9 @@ def cmd_train(args) -> None:
     if args.resume:
         if args.recipe:
             raise GankitError("--resume RUN takes no recipe: the run's own config is used")
+        if args.overwrite:
+            raise GankitError(f"--overwrite with --resume {args.resume}: --resume continues the run, --overwrite "
+                              f"starts it again; give one")
         if args.dry_run:
             return dry_run(resumed_config(args.resume, **over)[0])
         summary = resume(args.resume, progress=progress, **over)
@@ -200,7 +216,7 @@ def cmd_train(args) -> None:
             raise GankitError("train: give a RECIPE (see `gankit recipes`) or --resume RUN")
         recipe = get(args.recipe)
         over.setdefault("out", f"runs/{recipe.name}-{time.strftime('%Y%m%d-%H%M%S')}")
-        if "epochs" in over:
+        if "epochs" in over and "steps" not in over:  # the recipe's step budget gives way; a given one wins
             over["steps"] = None
         cfg = recipe.config(**over)
         validate(cfg)
@@ -288,4 +304,9 @@ def main(argv: list[str] | None = None) -> int:
     except GankitError as e:
         print(f"gankit: error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # training's loop stops at a step and checkpoints; this is before it, or a second Ctrl-C
+        print(f"gankit: {args.verb} interrupted; " + ("the run folder keeps its last checkpoint, if it saved one "
+              "(gankit train --resume RUN goes on from it)" if args.verb == "train" else
+              "every file it writes is replaced whole or not at all"), file=sys.stderr)
+        return 130
     return 0

@@ -127,6 +127,9 @@ PRECISIONS = ("auto", "bf16", "fp32")
 DEVICE_FORM = r"auto|cpu|cuda(:[0-9]+)?"  # what --device accepts
 AUGMENTATIONS = ("color", "translation", "cutout")  # gankit.augment
 REAL_RANGES = ("signed", "unit")  # real images as D sees them: [-1, 1] | [0, 1) (gankit.data.to_float)
+# what only a plain GAN's step reads, and what only a semi-supervised run's (ent_weight: validate says)
+GAN_ONLY = ("loss", "gp_weight", "clip", "r1_gamma", "r2_gamma", "reg_every", "share_z")
+SSL_ONLY = ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch", "ema")
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
@@ -167,8 +170,16 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
         key, eq, value = item.partition("=")
         if not eq:
             raise GankitError(f"--set {item}: expected KEY=VALUE, e.g. --set image_size=32")
+        if key in RECORDED:
+            raise GankitError(f"--set {item}: {key} is {RECORDED[key]}, not a setting")
         out[key] = parse_value(key, value)
     return out
+
+
+# fields a run records rather than takes: --set refuses them
+RECORDED = {"recipe": "the RECIPE argument's name (pick the recipe there)",
+            "data_shape": "recorded from the data when a run starts (set image_size or channels)",
+            "num_classes": "recorded from the data when a run starts"}
 
 
 def with_data(cfg: Config, data) -> Config:
@@ -186,11 +197,35 @@ def is_semi_supervised(cfg: Config) -> bool:
     return bool(cfg.labels_per_class or cfg.label_rate)
 
 
-def validate(cfg: Config) -> None:
-    """Reject values that cannot work, naming the field, before anything is written."""
+def unread_settings(cfg: Config, recipe: dict[str, Any]) -> str:
+    """-> "" or why `cfg` is refused: it changes, from its recipe's settings (`recipe`, over Config's
+    defaults), a setting this kind of run never reads (a plain GAN's step reads none of the
+    semi-supervised objective's settings and the reverse; only conditional=acgan reads acgan_*),
+    which config.json would otherwise record as if it took effect."""
+    base = {**{f.name: f.default for f in fields(Config)}, **recipe}
+
+    def changed(names):
+        return [f"{n}={getattr(cfg, n)}" for n in names if getattr(cfg, n) != base[n]]
+    if is_semi_supervised(cfg):
+        off = changed(GAN_ONLY) + ([f"diffaugment={cfg.diffaugment}"]
+                                   if cfg.diffaugment not in ("", "auto", "none") else [])
+        if off:
+            return f"{', '.join(off)}: a semi-supervised run trains with its own objective (gankit.semi), which reads none of this"
+    elif off := changed(SSL_ONLY):
+        return (f"{', '.join(off)}: only a semi-supervised run (labels_per_class or label_rate; recipes ssgan, "
+                f"improved-gan) reads this (the moving average of G is g_ema)")
+    if cfg.conditional != "acgan" and (off := changed(("acgan_weight", "acgan_on_fake"))):
+        return f"{', '.join(off)}: only conditional=acgan reads them"
+    return ""
+
+
+def validate(cfg: Config, fresh: bool = True) -> None:
+    """Reject values that cannot work, naming the field, before anything is written; and for a
+    fresh run (not a resume), settings changed from the recipe's that the run would never read."""
     from gankit.data import CLASSES, TOY_STD
     from gankit.losses import LOSSES
     from gankit.metrics import METRICS
+    from gankit.recipes import RECIPES
 
     def need(ok: bool, msg: str) -> None:
         if not ok:
@@ -205,6 +240,7 @@ def validate(cfg: Config) -> None:
     need(cfg.dataset in CLASSES or cfg.dataset in TOY_STD
          or (cfg.dataset.startswith("folder:") and cfg.dataset.removeprefix("folder:").strip() != ""),
          f"--dataset {cfg.dataset}: expected mnist, fashion-mnist, folder:PATH (a PATH, not empty), toy:ring8 or toy:grid25")
+    need(not cfg.recipe or cfg.recipe in RECIPES, f"recipe={cfg.recipe!r}: unknown (see gankit recipes)")
     need(cfg.loss in LOSSES, f"loss={cfg.loss!r}: unknown (known: {', '.join(LOSSES)})")
     need(cfg.optimizer in ("adam", "rmsprop"), f"optimizer={cfg.optimizer!r}: expected adam or rmsprop")
     need(cfg.noise in ("normal", "uniform", "uniform_signed"),
@@ -228,6 +264,9 @@ def validate(cfg: Config) -> None:
     need(cfg.real_range in REAL_RANGES, f"real_range={cfg.real_range!r}: expected {' or '.join(REAL_RANGES)}")
     need(cfg.real_range == "signed" or not is_semi_supervised(cfg),
          f"real_range={cfg.real_range}: a semi-supervised run's classifier reads images in [-1, 1]")
+    need(cfg.real_range == "signed" or cfg.dataset not in TOY_STD,
+         f"real_range={cfg.real_range}: 2-D points are trained as they are; real_range is for images "
+         f"(--set real_range=signed)")
     need(cfg.limit >= 0, f"limit={cfg.limit}: must be >= 0 (0: the whole training split)")
     need(cfg.labels_per_class >= 0, f"labels_per_class={cfg.labels_per_class}: must be >= 0")
     need(0 <= cfg.label_rate <= 1, f"label_rate={cfg.label_rate}: must be in [0, 1]")
@@ -241,10 +280,17 @@ def validate(cfg: Config) -> None:
     for name in ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch"):
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
     need(0 <= cfg.lr_decay <= 1, f"lr_decay={cfg.lr_decay}: expected a fraction of the steps in [0, 1] (0: constant)")
+    need(cfg.init_batch != 1, "init_batch=1: the data-dependent initialisation divides by each unit's standard "
+         "deviation over the batch; give 0 (none) or at least 2")
     need(cfg.ent_weight >= 0, f"ent_weight={cfg.ent_weight}: must be >= 0 (0 disables it)")
     need(not cfg.ent_weight or (is_semi_supervised(cfg) and not cfg.baseline),
          f"ent_weight={cfg.ent_weight}: only a semi-supervised GAN run has unlabelled images to take the entropy on")
     need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
+    unread = unread_settings(cfg, RECIPES[cfg.recipe].settings if cfg.recipe else {}) if fresh else ""
+    need(not unread, unread)  # a recorded run resumes as it was recorded
+    need(not cfg.baseline or not cfg.eval_every or cfg.eval_metrics == ["accuracy"],
+         f"eval_metrics={','.join(cfg.eval_metrics)}: a supervised baseline run (baseline=true) trains no generator; "
+         f"evaluate it with accuracy alone")
     known = tuple(METRICS)
     bad = [m for m in cfg.eval_metrics if m not in known]
     need(not bad and bool(cfg.eval_metrics), f"eval_metrics={','.join(cfg.eval_metrics)}: expected some of "

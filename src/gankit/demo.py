@@ -25,7 +25,7 @@ from gankit.assets import cache_root
 from gankit.download import npm_pack
 from gankit.errors import GankitError
 from gankit.export import export
-from gankit.files import reason, write_text_atomic
+from gankit.files import reason
 
 ORT_PACKAGE = "onnxruntime-web"
 ORT_VERSION = "1.30.0"
@@ -51,15 +51,20 @@ def demo(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike = "site", 
         if info["output"]["kind"] != "images":
             raise GankitError(f"{run_or_checkpoint}: a run of 2-D points; gankit demo draws images")
         src, script = ort_files(ort_dir)
+        files = {**{f"ort/{name}": src / name for name in (script, *ORT_BUILDS[script])},
+                 "demo.js": WEB / "demo.js", "generator.onnx": model, "index.html": Path(tmp) / "index.html"}
         try:
+            files["index.html"].write_text(page(info, script))
             (out / "ort").mkdir(parents=True, exist_ok=True)
-            for name in (script, *ORT_BUILDS[script]):
-                shutil.copyfile(src / name, out / "ort" / name)
-            shutil.copyfile(WEB / "demo.js", out / "demo.js")
-            shutil.move(model, out / "generator.onnx")
+            # copied beside their places first, then each renamed in (the page last): no file is left
+            # half-written, and a copy that fails (a full disk) leaves the folder's earlier demo as it was
+            with tempfile.TemporaryDirectory(dir=out, prefix=".gankit-demo-") as staging:
+                for i, source in enumerate(files.values()):
+                    shutil.copyfile(source, Path(staging) / str(i))
+                for i, name in enumerate(files):
+                    os.replace(Path(staging) / str(i), out / name)
         except OSError as e:
             raise GankitError(f"-o {out}: cannot write the demo there ({reason(e)})") from None
-    write_text_atomic(out / "index.html", page(info, script))
     return out
 
 
@@ -109,11 +114,17 @@ def _fetch(folder: Path, names: tuple[str, ...]) -> None:
         with tarfile.open(tgz) as tar:
             for name in names:
                 (kept / name).write_bytes(tar.extractfile(f"package/dist/{name}").read())
-        try:
-            kept.replace(folder)  # whole or not at all; another process may have just done the same
-        except OSError:
-            if not all((folder / name).is_file() for name in names):
-                raise
+        for attempt in range(2):
+            try:
+                kept.replace(folder)  # whole or not at all; another process may have just done the same
+                return
+            except OSError as e:
+                if all((folder / name).is_file() for name in names):
+                    return
+                if attempt:
+                    raise GankitError(f"cannot replace the incomplete cache folder {folder} ({reason(e)}); "
+                                      f"delete it and run again") from None
+                shutil.rmtree(folder, ignore_errors=True)  # a folder missing files (a copy cut short)
 
 
 def _contract(model: Path) -> dict:

@@ -47,9 +47,14 @@ def init(device_type: str) -> World:
     world = from_env()
     if world.size == 1:
         return world
+    global _control
     if not dist.is_initialized():
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
+    _control = dist.new_group(backend="gloo")  # every rank makes it, in the same order
     return dataclasses.replace(world, rank=dist.get_rank())
+
+
+_control = None  # a gloo group beside the job's own: any_rank agrees on the CPU, without waiting for a GPU
 
 
 def shutdown(world: World, ok: bool = True) -> None:
@@ -89,6 +94,16 @@ def mean(t: torch.Tensor, world: World) -> torch.Tensor:
         dist.all_reduce(t)
         t /= world.size
     return t
+
+
+def any_rank(flag: bool, world: World) -> bool:
+    """Whether `flag` is true on any rank, on every rank: a CPU all-reduce in the gloo group, so a
+    CUDA job's queue of GPU work is not drained for it."""
+    if world.size == 1:
+        return flag
+    t = torch.tensor([int(flag)])
+    dist.all_reduce(t, op=dist.ReduceOp.MAX, group=_control)
+    return bool(t.item())
 
 
 def gather(obj, world: World) -> list:

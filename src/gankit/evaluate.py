@@ -50,7 +50,7 @@ from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.stats import RunningStats
 from gankit.run import find_checkpoint, load_checkpoint_sha256
-from gankit.sample import generator_weights, networks_of, sample_noise
+from gankit.sample import generator_weights, has_generator, networks_of, sample_noise
 
 MIN_SAMPLES = 10  # the Inception Score's 10 splits
 SUBSET_SEED = {"test": 0, "train": 1}  # which real images stand for each split; fixed, so caches stay valid
@@ -167,6 +167,8 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
             else [*DEFAULT_METRICS, "class_acc"] if cfg.conditional else DEFAULT_METRICS
     names = _parse_metrics(metrics)
     result: dict[str, Any] = {}
+    if names != ["accuracy"]:  # every other metric scores G's images
+        has_generator(cfg, run_or_checkpoint, f"score with {', '.join(n for n in names if n != 'accuracy')}")
     if "class_acc" in names and not cfg.conditional:  # before any sampling
         raise GankitError(f"{run_or_checkpoint}: class_acc needs a conditional run (recipes cgan, acgan, cdcgan); "
                           f"this one trained {cfg.recipe} without classes")

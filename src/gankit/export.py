@@ -31,7 +31,7 @@ from gankit.errors import GankitError
 from gankit.files import write_atomic
 from gankit.recipes import networks
 from gankit.run import first_line, load_checkpoint, load_into
-from gankit.sample import generator_weights
+from gankit.sample import generator_weights, has_generator
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format -> the usual file suffix
 OPSET = 18
@@ -74,12 +74,19 @@ def contract(cfg, weights: str, step: int) -> dict:
                        "range": None if points else [-1.0, 1.0]}}
 
 
-def export(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, fmt: str = "onnx",
+def export(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike | None = None, fmt: str | None = None,
            ema: bool = True) -> Path:
     """Write the run's G (its moving average, if kept, unless ema=False) to `out` as `fmt` (onnx or
-    torchscript) with its contract; -> the path. The file is replaced whole or not at all."""
+    torchscript; None: the one `out`'s suffix names, else onnx) with its contract; -> the path. The
+    file is replaced whole or not at all."""
+    by_suffix = {".pth": "torchscript", **{suffix: name for name, suffix in FORMATS.items()}}
+    named = by_suffix.get(Path(out).suffix.lower()) if out else None
+    fmt = fmt or named or "onnx"
     if fmt not in FORMATS:
         raise GankitError(f"--format {fmt}: expected one of {', '.join(FORMATS)}")
+    if named and named != fmt:
+        raise GankitError(f"-o {out}: a {Path(out).suffix} file is read as {named}, but --format is {fmt}; "
+                          f"give a name ending in {FORMATS[fmt]}")
     out = Path(out or f"generator{FORMATS[fmt]}")
     if not out.parent.is_dir():
         raise GankitError(f"-o {out}: the folder {out.parent} does not exist")
@@ -113,9 +120,7 @@ def _exportable(run_or_checkpoint, ema: bool) -> tuple[nn.Module, tuple, dict]:
     """-> (the module to export, example inputs, contract). Loads G alone as gankit.sample does."""
     state = load_checkpoint(run_or_checkpoint)
     cfg = state["config"]
-    if cfg.baseline:
-        raise GankitError(f"{run_or_checkpoint}: a supervised baseline run (baseline=true) trains no generator; "
-                          f"nothing to export")
+    has_generator(cfg, run_or_checkpoint, "export")
     weights = generator_weights(state, ema)
     G, _ = networks(cfg)
     load_into(G, state, weights, run_or_checkpoint)

@@ -33,7 +33,8 @@ def graphable(cfg: Config, device: torch.device, world_size: int) -> bool:
     """Whether a run's step is captured: a plain GAN (not semi-supervised) in one process on a GPU,
     not under torch.compile (whose reduce-overhead mode would capture it its own way)."""
     return (cfg.cuda_graph and device.type == "cuda" and world_size == 1 and not cfg.compile
-            and not is_semi_supervised(cfg) and cfg.reg_every == 1)  # lazy R1/R2 depends on the step number
+            and not is_semi_supervised(cfg)
+            and (cfg.reg_every == 1 or not (cfg.r1_gamma or cfg.r2_gamma)))  # lazy R1/R2 depends on the step number
 
 
 def snapshot(nets, optimizers) -> dict:

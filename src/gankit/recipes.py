@@ -14,7 +14,7 @@ from typing import Any, Callable
 
 from torch import nn
 
-from gankit.config import Config, validate
+from gankit.config import GAN_ONLY, Config, is_semi_supervised, validate
 from gankit.errors import GankitError
 from gankit.nets import (DCGANDiscriminator, DCGANGenerator, MLPDiscriminator, MLPGenerator,
                          cs231n_dc_discriminator, cs231n_dc_generator, spectral_normalise)
@@ -307,6 +307,11 @@ def combines_with(cfg: Config, D: nn.Module) -> list[str]:
     """Which objectives, penalties and options make sense with this recipe's networks, in words."""
     from gankit.losses import LOSSES
 
+    if is_semi_supervised(cfg):  # validate refuses the GAN objective's settings here
+        return [f"{', '.join(GAN_ONLY)}, diffaugment: no (the semi-supervised objective, gankit.semi, is its own)",
+                "spectral_norm: no (refused for a semi-supervised D)",
+                "g_ema: yes (sampling and eval then use the average); ema: the moving average of D, for testing",
+                "conditional: no (D is a classifier already)"]
     batch_stats = any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in D.modules())
     images = len(cfg.data_shape) == 3
     notes = [f"loss: any of {', '.join(LOSSES)} (relativistic is meant with r1_gamma and r2_gamma, as in R3GAN; "

@@ -47,6 +47,9 @@ FILES = {
     LOCK: "flock'ed by the process training in the folder; holds its PID",
 }
 WRITTEN = set(FILES)
+# what gankit writes inside its subfolders (and the temp files of atomic writes): --overwrite deletes nothing else
+WRITTEN_IN = {"samples": re.compile(r"step-\d{6,}\.png|\..+\.tmp\d+"),
+              "tensorboard": re.compile(r"events\.out\.tfevents\..+")}
 
 
 class RunDir:
@@ -76,10 +79,13 @@ class RunDir:
             for p in self.path.iterdir():  # all but the lock this process holds
                 if p.name != LOCK:
                     shutil.rmtree(p) if p.is_dir() and not p.is_symlink() else p.unlink()
-        self.samples.mkdir(parents=True, exist_ok=True)
-        (self.path / MANIFEST).write_text(json.dumps({"gankit": "run folder", "format": RUN_FORMAT,
-                                                      "writes": sorted(WRITTEN)}) + "\n")
-        self.config.write_text(cfg.to_json() + "\n")
+        try:
+            self.samples.mkdir(parents=True, exist_ok=True)
+        except OSError as e:
+            raise GankitError(f"{self.samples}: cannot create ({reason(e)})") from None
+        write_text_atomic(self.path / MANIFEST, json.dumps({"gankit": "run folder", "format": RUN_FORMAT,
+                                                            "writes": sorted(WRITTEN)}) + "\n")
+        write_text_atomic(self.config, cfg.to_json() + "\n")
 
     def _check_replaceable(self) -> None:
         """Refuse, touching nothing, unless this folder is a gankit run folder holding only what
@@ -87,6 +93,11 @@ class RunDir:
         gankit config."""
         foreign = sorted(p.name for p in self.path.iterdir()
                          if p.name not in WRITTEN and not (p.name.startswith(".") and ".tmp" in p.name))
+        for folder, names in WRITTEN_IN.items():
+            inside = self.path / folder
+            if inside.is_dir() and not inside.is_symlink():
+                foreign += sorted(f"{folder}/{p.name}" for p in inside.iterdir()
+                                  if not (p.is_file() and names.fullmatch(p.name)))
         if foreign:
             shown = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise GankitError(f"--out {self.path}: holds files gankit did not write ({shown}); refusing to "

@@ -15,6 +15,9 @@ from gankit.recipes import networks
 from gankit.run import load_checkpoint, load_into
 
 
+BATCH = 500  # samples drawn per forward pass
+
+
 def sample_noise(cfg, n: int, device: torch.device | str = "cpu", generator: torch.Generator | None = None) -> torch.Tensor:
     """z of shape (n, noise_dim) from the recipe's prior (`cfg` a Config); with `generator`, drawn
     on the CPU from it (a fixed grid), else from the device's own stream."""
@@ -52,6 +55,14 @@ def generator_weights(state: dict, ema: bool = True) -> str:
     return "G_ema" if ema and "G_ema" in state else "G"
 
 
+def has_generator(cfg, source, nothing_to: str) -> None:
+    """Refuse a supervised baseline run (baseline=true), whose G was never trained: `nothing_to` says
+    what could not be done (e.g. "sample")."""
+    if cfg.baseline:
+        raise GankitError(f"{source}: a supervised baseline run (baseline=true) trains no generator; "
+                          f"nothing to {nothing_to}")
+
+
 def load_networks(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
     """-> (G, D, Config) of a run folder or checkpoint, in eval mode on `device`. G is the moving
     average of G's weights where the run kept one (g_ema) unless ema=False; D carries the weights
@@ -72,6 +83,7 @@ def networks_of(state: dict, source: str | os.PathLike, device: torch.device, em
 def load_generator(run_or_checkpoint: str | os.PathLike, device: str = "auto", ema: bool = True):
     """-> (G in eval mode on `device`, its Config); the moving average of G where the run kept one."""
     G, _, cfg = load_networks(run_or_checkpoint, device, ema)
+    has_generator(cfg, run_or_checkpoint, "sample")
     return G, cfg
 
 
@@ -88,8 +100,14 @@ def sample(run_or_checkpoint: str | os.PathLike, n: int = 64, out: str | os.Path
         raise GankitError(f"--class {label}: {run_or_checkpoint} is an unconditional {cfg.recipe} run; "
                           f"train a conditional recipe (cgan, acgan, cdcgan) to choose the class")
     dev = next(G.parameters()).device
-    inputs = grid_inputs(cfg, n, dev, torch.Generator().manual_seed(seed), label)
-    x = to_signed(G(*inputs), cfg.real_range)
+    try:  # in batches, as gankit.evaluate draws: a large -n needs memory for its images, not G's activations
+        inputs = grid_inputs(cfg, n, dev, torch.Generator().manual_seed(seed), label)
+        x = torch.cat([to_signed(G(*(t[i:i + BATCH] for t in inputs)), cfg.real_range).cpu()
+                       for i in range(0, len(inputs[0]), BATCH)])
+    except (MemoryError, RuntimeError) as e:  # torch's CPU allocator raises a RuntimeError; CUDA's a subclass
+        if not isinstance(e, (MemoryError, torch.cuda.OutOfMemoryError)) and "can't allocate memory" not in str(e):
+            raise
+        raise GankitError(f"-n {n}: not enough memory for {n} samples") from None
     if x.dim() == 2:
         save_points(x, out)
     else:

@@ -54,15 +54,17 @@ def train(cfg: Config, *, overwrite: bool = False, progress: bool = True) -> dic
 
 def resume(run: str | Path, *, progress: bool = True, **overrides: Any) -> dict[str, Any]:
     """Continue the run in folder `run` from its checkpoint; `overrides` may change the budget
-    (steps, epochs) and where and how fast it runs, nothing that would change what is trained."""
+    (steps, epochs), where its data is (data_dir: the run's files moved) and where and how fast it
+    runs (a bf16 run resumed on a CPU without native bf16 can go on in fp32), nothing that would
+    change what is trained."""
     cfg, state = resumed_config(run, **overrides)
     return _fit(cfg, state, False, progress)
 
 
 def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     """-> (the config a resume of `run` continues with, the checkpoint's state); see resume()."""
-    allowed = {"steps", "epochs", "device", "log_every", "sample_every", "checkpoint_every", "threads", "compile",
-               "cuda_graph", "eval_every", "eval_samples", "tensorboard"}
+    allowed = {"steps", "epochs", "device", "precision", "data_dir", "log_every", "sample_every", "checkpoint_every",
+               "threads", "compile", "cuda_graph", "eval_every", "eval_samples", "tensorboard"}
     bad = sorted(set(overrides) - allowed)
     if bad:
         raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
@@ -73,7 +75,7 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
-    validate(cfg)
+    validate(cfg, fresh=False)
     if cfg.steps:  # a budget in epochs is checked once the data says how many steps an epoch is
         check_left(cfg.out, state["step"], cfg.steps)
     size = distributed.from_env().size
@@ -102,7 +104,7 @@ def check_left(out: str, step: int, num_steps: int) -> None:
 
 
 def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool) -> dict[str, Any]:
-    validate(cfg)
+    validate(cfg, fresh=resume_from is None)
     if not cfg.out:
         raise GankitError("--out: a run folder is required")
     device = this_device(cfg)
@@ -130,7 +132,7 @@ def loop(s: State) -> dict[str, Any]:
         save_samples(s, 0)
     step_fn = make_step(s)
     with stop_on_interrupt() as stop:
-        while s.step < s.num_steps and not stop.requested:
+        while s.step < s.num_steps and not stop.agreed(s.world):
             if cfg.lr_decay:
                 f = lr_scale(s.step, s.num_steps, cfg.lr_decay)
                 set_lr(s.opt_g, cfg.lr_g * f)
@@ -148,13 +150,17 @@ def loop(s: State) -> dict[str, Any]:
                 evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
             if step % cfg.checkpoint_every == 0 or last:
                 checkpoint(s, step)
-        if stop.requested:  # Ctrl-C: finish the step in hand, keep it, and say how to go on
+        interrupted = s.step < s.num_steps  # a stop was agreed: a run whose last step is done is finished
+        if interrupted:  # Ctrl-C or SIGTERM: finish the step in hand, keep it, and say how to go on
             log.flush(s.step)
             checkpoint(s, s.step)
     log.close()
-    if stop.requested:
+    if interrupted:
+        w = s.world
+        job = "" if w.size == 1 else "torchrun " + (f"--nnodes {w.size // w.local_size} " if w.size > w.local_size
+                                                    else "") + f"--nproc_per_node {w.local_size} -m "
         raise GankitError(f"interrupted at step {s.step}; checkpoint saved. Continue with: "
-                          f"gankit train --resume {s.run.path}")
+                          f"{job}gankit train --resume {s.run.path}")
     return summary(s, start)
 
 
@@ -448,14 +454,18 @@ def summary(s: State, start: int) -> dict:
 
 
 class stop_on_interrupt:
-    """The first Ctrl-C asks the loop to stop after the current step (so the checkpoint it then
-    writes is a clean step boundary); a second one interrupts at once."""
+    """The first Ctrl-C (SIGINT) or SIGTERM (kill, timeout, a scheduler) asks the loop to stop after
+    the current step, so the checkpoint it then writes is a clean step boundary; a second signal
+    interrupts at once. Under torchrun the ranks agree on the step to stop after (agreed), or those
+    still training would wait forever for those that stopped."""
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
         self.requested = False
-        self._old = None
+        self._old = {}
         if threading.current_thread() is threading.main_thread():
-            self._old = signal.signal(signal.SIGINT, self._handle)
+            self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
@@ -463,7 +473,11 @@ class stop_on_interrupt:
             raise KeyboardInterrupt
         self.requested = True
 
+    def agreed(self, world: distributed.World) -> bool:
+        """Whether any rank was asked to stop (one small all-reduce a step under torchrun)."""
+        return distributed.any_rank(self.requested, world)
+
     def __exit__(self, *exc):
-        if self._old is not None:
-            signal.signal(signal.SIGINT, self._old)
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
         return False
