@@ -213,7 +213,7 @@ def unread_settings(cfg: Config, recipe: dict[str, Any]) -> str:
             return f"{', '.join(off)}: a semi-supervised run trains with its own objective (gankit.semi), which reads none of this"
     elif off := changed(SSL_ONLY):
         return (f"{', '.join(off)}: only a semi-supervised run (labels_per_class or label_rate; recipes ssgan, "
-                f"improved-gan) reads this (the moving average of G is g_ema)")
+                f"improved-gan) reads this" + (" (the moving average of G is g_ema)" if cfg.ema != base["ema"] else ""))
     if cfg.conditional != "acgan" and (off := changed(("acgan_weight", "acgan_on_fake"))):
         return f"{', '.join(off)}: only conditional=acgan reads them"
     return ""
@@ -264,7 +264,7 @@ def validate(cfg: Config, fresh: bool = True) -> None:
     need(cfg.real_range in REAL_RANGES, f"real_range={cfg.real_range!r}: expected {' or '.join(REAL_RANGES)}")
     need(cfg.real_range == "signed" or not is_semi_supervised(cfg),
          f"real_range={cfg.real_range}: a semi-supervised run's classifier reads images in [-1, 1]")
-    need(cfg.real_range == "signed" or cfg.dataset not in TOY_STD,
+    need(not fresh or cfg.real_range == "signed" or cfg.dataset not in TOY_STD,  # new rules: not on resume
          f"real_range={cfg.real_range}: 2-D points are trained as they are; real_range is for images "
          f"(--set real_range=signed)")
     need(cfg.limit >= 0, f"limit={cfg.limit}: must be >= 0 (0: the whole training split)")
@@ -280,7 +280,7 @@ def validate(cfg: Config, fresh: bool = True) -> None:
     for name in ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch"):
         need(getattr(cfg, name) >= 0, f"{name}={getattr(cfg, name)}: must be >= 0")
     need(0 <= cfg.lr_decay <= 1, f"lr_decay={cfg.lr_decay}: expected a fraction of the steps in [0, 1] (0: constant)")
-    need(cfg.init_batch != 1, "init_batch=1: the data-dependent initialisation divides by each unit's standard "
+    need(cfg.init_batch != 1 or not is_semi_supervised(cfg), "init_batch=1: the data-dependent initialisation divides by each unit's standard "
          "deviation over the batch; give 0 (none) or at least 2")
     need(cfg.ent_weight >= 0, f"ent_weight={cfg.ent_weight}: must be >= 0 (0 disables it)")
     need(not cfg.ent_weight or (is_semi_supervised(cfg) and not cfg.baseline),
@@ -288,7 +288,7 @@ def validate(cfg: Config, fresh: bool = True) -> None:
     need(0 <= cfg.ema < 1, f"ema={cfg.ema}: expected a decay in [0, 1) (0: no moving average)")
     unread = unread_settings(cfg, RECIPES[cfg.recipe].settings if cfg.recipe else {}) if fresh else ""
     need(not unread, unread)  # a recorded run resumes as it was recorded
-    need(not cfg.baseline or not cfg.eval_every or cfg.eval_metrics == ["accuracy"],
+    need(not fresh or not cfg.baseline or not cfg.eval_every or cfg.eval_metrics == ["accuracy"],
          f"eval_metrics={','.join(cfg.eval_metrics)}: a supervised baseline run (baseline=true) trains no generator; "
          f"evaluate it with accuracy alone")
     known = tuple(METRICS)

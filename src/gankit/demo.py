@@ -34,6 +34,7 @@ ORT_SHA512 = "q0y+JrrtukXSzsBWEMccVfqX25LRmosXHF+CaRJmg8pZClzcV7svNc4rKY3jL02Vb7
 ORT_BUILDS = {"ort.wasm.min.js": ("ort-wasm-simd-threaded.mjs", "ort-wasm-simd-threaded.wasm"),
               "ort.min.js": ("ort-wasm-simd-threaded.jsep.mjs", "ort-wasm-simd-threaded.jsep.wasm")}
 WEB = Path(__file__).parent / "web"  # the page's template and script
+STAGING = ".gankit-demo-"  # the hidden folder in -o where a demo's files are staged
 NO_NPM = "install node/npm or pass --ort-dir DIR holding ort.wasm.min.js (or ort.min.js) and the .mjs/.wasm files it loads"
 
 
@@ -52,17 +53,21 @@ def demo(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike = "site", 
             raise GankitError(f"{run_or_checkpoint}: a run of 2-D points; gankit demo draws images")
         src, script = ort_files(ort_dir)
         files = {**{f"ort/{name}": src / name for name in (script, *ORT_BUILDS[script])},
-                 "demo.js": WEB / "demo.js", "generator.onnx": model, "index.html": Path(tmp) / "index.html"}
+                 "demo.js": WEB / "demo.js", "generator.onnx": model}
         try:
-            files["index.html"].write_text(page(info, script))
             (out / "ort").mkdir(parents=True, exist_ok=True)
+            for stale in out.glob(f"{STAGING}*"):  # left by a demo that was killed
+                shutil.rmtree(stale, ignore_errors=True)
             # copied beside their places first, then each renamed in (the page last): no file is left
             # half-written, and a copy that fails (a full disk) leaves the folder's earlier demo as it was
-            with tempfile.TemporaryDirectory(dir=out, prefix=".gankit-demo-") as staging:
+            with tempfile.TemporaryDirectory(dir=out, prefix=STAGING) as staging:
+                staged = Path(staging)
                 for i, source in enumerate(files.values()):
-                    shutil.copyfile(source, Path(staging) / str(i))
+                    shutil.copyfile(source, staged / str(i))
+                (staged / "page").write_text(page(info, script))
                 for i, name in enumerate(files):
-                    os.replace(Path(staging) / str(i), out / name)
+                    os.replace(staged / str(i), out / name)
+                os.replace(staged / "page", out / "index.html")
         except OSError as e:
             raise GankitError(f"-o {out}: cannot write the demo there ({reason(e)})") from None
     return out

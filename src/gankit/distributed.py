@@ -63,10 +63,12 @@ def shutdown(world: World, ok: bool = True) -> None:
     job die of SIGABRT, "terminate called without an active exception", with rank 1 still alive; it
     did not recur in repeated runs here, and ranks leaving at different times is the one race at the
     end of a run). After an error no barrier: a peer may never arrive."""
+    global _control
     if world.size > 1 and dist.is_initialized():
         if ok:
             dist.barrier()
-        dist.destroy_process_group()
+        dist.destroy_process_group()  # every group, _control too
+        _control = None
 
 
 def average_gradients(net: torch.nn.Module, world: World) -> None:

@@ -286,10 +286,12 @@ def drawn_labels(source, num_samples: int) -> torch.Tensor | None:
 @torch.no_grad()
 def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: int) -> Iterator[torch.Tensor]:
     device = next(G.parameters()).device
-    g = torch.Generator().manual_seed(seed)
+    # z drawn in one call: the images of a seed do not depend on the batch size, which the metrics asked
+    # for choose (torch's draws in chunks can differ from one draw, e.g. randn with noise_dim 62)
+    noise = sample_noise(cfg, num_samples, "cpu", torch.Generator().manual_seed(seed))
     labels = drawn_labels((G, cfg), num_samples)
     for i in range(0, num_samples, batch_size):
-        z = sample_noise(cfg, min(batch_size, num_samples - i), device, g)
+        z = noise[i:i + batch_size].to(device)
         x = datasets.to_signed(G(z, labels[i:i + len(z)].to(device)) if labels is not None else G(z), cfg.real_range)
         if x.dim() != 4:
             raise GankitError(f"evaluate: the generator makes {tuple(x.shape[1:])} samples, not images; "

@@ -455,22 +455,25 @@ def summary(s: State, start: int) -> dict:
 
 class stop_on_interrupt:
     """The first Ctrl-C (SIGINT) or SIGTERM (kill, timeout, a scheduler) asks the loop to stop after
-    the current step, so the checkpoint it then writes is a clean step boundary; a second signal
-    interrupts at once. Under torchrun the ranks agree on the step to stop after (agreed), or those
-    still training would wait forever for those that stopped."""
+    the current step, so the checkpoint it then writes is a clean step boundary; a second Ctrl-C
+    interrupts at once. A repeated SIGTERM does not (Slurm and timeout may send two at once; who
+    sends SIGTERM follows it with SIGKILL). Under torchrun the ranks agree on the step to stop
+    after (agreed), or those still training would wait forever for those that stopped."""
 
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
-        self.requested = False
+        self.requested, self.interrupted = False, False
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
         return self
 
     def _handle(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
+        if signum == signal.SIGINT:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
         self.requested = True
 
     def agreed(self, world: distributed.World) -> bool:
@@ -479,5 +482,5 @@ class stop_on_interrupt:
 
     def __exit__(self, *exc):
         for sig, old in self._old.items():
-            signal.signal(sig, old)
+            signal.signal(sig, signal.SIG_DFL if old is None else old)  # None: a handler set outside Python
         return False
