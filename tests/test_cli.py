@@ -227,6 +227,10 @@ def test_set_items_parse_into_overrides_and_a_bad_one_is_named():
         parse_sets(["image_size"])
     with pytest.raises(GankitError, match="--set lr_g=fast: expected float"):
         parse_sets(["lr_g=fast"])
+    assert parse_sets(["steps=1e4", "batch_size=64.0"]) == {"steps": 10_000, "batch_size": 64}  # whole numbers
+    for text in ("steps=1.5", "steps=1e400", "steps=nan"):
+        with pytest.raises(GankitError, match=f"--set {text}: expected int"):
+            parse_sets([text])
 
 
 def test_a_set_item_overrides_the_flag_for_the_same_field():

@@ -99,6 +99,7 @@ def test_a_ctrl_c_that_reaches_one_rank_stops_every_rank_at_the_same_step(tmp_pa
     assert p.returncode != 0
     assert "interrupted at step 2; checkpoint saved. Continue with: torchrun --nproc_per_node 2 -m gankit train " \
            f"--resume {run}" in p.stderr, p.stderr[-3000:]
+    assert p.stderr.count("interrupted at step") == 1  # rank 0 says it for the job
     assert load_checkpoint(run)["step"] == 2
     summary = torchrun("train", "--resume", str(run), "--steps", "4", "--no-progress")
     assert summary["steps"] == 4 and summary["rank_fingerprints"][0] == summary["rank_fingerprints"][1]

@@ -7,7 +7,7 @@ import json
 import sys
 import time
 
-from gankit.errors import GankitError
+from gankit.errors import GankitError, Interrupted
 from gankit.config import PRECISIONS
 from gankit.metrics import METRICS
 
@@ -302,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
          "report": cmd_report, "export": cmd_export,
          "demo": cmd_demo}[args.verb](args)
     except GankitError as e:
-        print(f"gankit: error: {e}", file=sys.stderr)
+        if not isinstance(e, Interrupted) or _speaks_for_job():  # every rank stops at the same step; one says so
+            print(f"gankit: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:  # training's loop stops at a step and checkpoints; this is before it, or a second Ctrl-C
         print(f"gankit: {args.verb} interrupted; " + ("the run folder keeps its last checkpoint, if it saved one "

@@ -133,6 +133,17 @@ SSL_ONLY = ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch", "ema")
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
+def _int(text: str) -> int:
+    """An integer, also written as a whole float (steps=1e4, batch_size=64.0)."""
+    try:
+        return int(text)
+    except ValueError:
+        value = float(text)
+        if not value.is_integer():
+            raise
+        return int(value)
+
+
 def parse_value(key: str, text: str) -> Any:
     """Parse one ``--set key=value`` by the field's declared type; the error names the key."""
     if key not in FIELD_TYPES:
@@ -148,13 +159,13 @@ def parse_value(key: str, text: str) -> Any:
                 return False
             raise ValueError
         if kind.startswith("int"):
-            return int(text)
+            return _int(text)
         if kind.startswith("float"):
             return float(text)
         if kind.startswith("list["):  # a,b,c or [a, b, c]
             items = [v.strip().strip("'\"") for v in text.strip().removeprefix("[").removesuffix("]").split(",")]
             if kind.startswith("list[int]"):
-                return [int(v) for v in items]
+                return [_int(v) for v in items]
             if kind.startswith("list[float]"):
                 return [float(v) for v in items]
             return [v for v in items if v]

@@ -7,3 +7,7 @@ class GankitError(Exception):
 
 class DataError(GankitError):
     """A dataset could not be found, read or parsed."""
+
+
+class Interrupted(GankitError):
+    """Training stopped at a step on Ctrl-C or SIGTERM, its checkpoint saved (every rank raises it; one says it)."""

@@ -32,7 +32,7 @@ from gankit import distributed, graphs
 from gankit.augment import diff_augment
 from gankit.build import build, build_settings, compile_or_eager, lr_scale, mixes_samples, put_back, set_lr
 from gankit.config import AUGMENTATIONS, Config, is_semi_supervised, validate, with_data
-from gankit.errors import GankitError
+from gankit.errors import GankitError, Interrupted
 from gankit.files import write_text_atomic
 from gankit.hardware import autocast, pick_device, resolve_precision
 from gankit.images import make_grid, save_grid, save_points
@@ -159,7 +159,7 @@ def loop(s: State) -> dict[str, Any]:
         w = s.world
         job = "" if w.size == 1 else "torchrun " + (f"--nnodes {w.size // w.local_size} " if w.size > w.local_size
                                                     else "") + f"--nproc_per_node {w.local_size} -m "
-        raise GankitError(f"interrupted at step {s.step}; checkpoint saved. Continue with: "
+        raise Interrupted(f"interrupted at step {s.step}; checkpoint saved. Continue with: "
                           f"{job}gankit train --resume {s.run.path}")
     return summary(s, start)
 
