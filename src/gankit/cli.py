@@ -8,7 +8,7 @@ import sys
 import time
 
 from gankit.errors import GankitError, Interrupted
-from gankit.config import PRECISIONS
+from gankit.config import PRECISIONS, SEEDS
 from gankit.metrics import METRICS
 
 EXAMPLES = """examples:
@@ -48,7 +48,7 @@ def _seed(text: str) -> int:
         v = int(text)
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
-    if not 0 <= v < 2 ** 63:
+    if v not in SEEDS:
         raise argparse.ArgumentTypeError(f"must be in 0..2^63-1, got {text}")
     return v
 

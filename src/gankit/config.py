@@ -130,6 +130,7 @@ REAL_RANGES = ("signed", "unit")  # real images as D sees them: [-1, 1] | [0, 1)
 # what only a plain GAN's step reads, and what only a semi-supervised run's (ent_weight: validate says)
 GAN_ONLY = ("loss", "gp_weight", "clip", "r1_gamma", "r2_gamma", "reg_every", "share_z")
 SSL_ONLY = ("unsup_weight", "fm_weight", "g_gan_weight", "init_batch", "ema")
+SEEDS = range(2 ** 63)  # what torch.Generator.manual_seed takes without overflow
 RETIRED = {"world_size", "global_batch_size"}  # were recorded in configs; the checkpoint keeps world_size now
 
 
@@ -174,6 +175,12 @@ def parse_value(key: str, text: str) -> Any:
         raise GankitError(f"--set {key}={text}: expected {kind}") from None
 
 
+# fields a run records rather than takes: --set refuses them
+RECORDED = {"recipe": "the RECIPE argument's name (pick the recipe there)",
+            "data_shape": "recorded from the data when a run starts (set image_size or channels)",
+            "num_classes": "recorded from the data when a run starts"}
+
+
 def parse_sets(items: list[str]) -> dict[str, Any]:
     """Parse repeated ``--set key=value`` items into overrides; the error names the item."""
     out = {}
@@ -185,12 +192,6 @@ def parse_sets(items: list[str]) -> dict[str, Any]:
             raise GankitError(f"--set {item}: {key} is {RECORDED[key]}, not a setting")
         out[key] = parse_value(key, value)
     return out
-
-
-# fields a run records rather than takes: --set refuses them
-RECORDED = {"recipe": "the RECIPE argument's name (pick the recipe there)",
-            "data_shape": "recorded from the data when a run starts (set image_size or channels)",
-            "num_classes": "recorded from the data when a run starts"}
 
 
 def with_data(cfg: Config, data) -> Config:
@@ -246,8 +247,8 @@ def validate(cfg: Config, fresh: bool = True) -> None:
         v = getattr(cfg, f.name)
         values = v if isinstance(v, list) else [v]
         need(all(math.isfinite(x) for x in values if isinstance(x, float)), f"{f.name}={v}: must be a finite number")
-    need(0 <= cfg.seed < 2 ** 63, f"seed={cfg.seed}: must be in 0..2^63-1")
-    need(0 <= cfg.data_seed < 2 ** 63, f"data_seed={cfg.data_seed}: must be in 0..2^63-1")
+    need(cfg.seed in SEEDS, f"seed={cfg.seed}: must be in 0..2^63-1")
+    need(cfg.data_seed in SEEDS, f"data_seed={cfg.data_seed}: must be in 0..2^63-1")
     need(cfg.dataset in CLASSES or cfg.dataset in TOY_STD
          or (cfg.dataset.startswith("folder:") and cfg.dataset.removeprefix("folder:").strip() != ""),
          f"--dataset {cfg.dataset}: expected mnist, fashion-mnist, folder:PATH (a PATH, not empty), toy:ring8 or toy:grid25")

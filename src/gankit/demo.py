@@ -119,17 +119,17 @@ def _fetch(folder: Path, names: tuple[str, ...]) -> None:
         with tarfile.open(tgz) as tar:
             for name in names:
                 (kept / name).write_bytes(tar.extractfile(f"package/dist/{name}").read())
-        for attempt in range(2):
-            try:
-                kept.replace(folder)  # whole or not at all; another process may have just done the same
-                return
-            except OSError as e:
-                if all((folder / name).is_file() for name in names):
-                    return
-                if attempt:
-                    raise GankitError(f"cannot replace the incomplete cache folder {folder} ({reason(e)}); "
-                                      f"delete it and run again") from None
-                shutil.rmtree(folder, ignore_errors=True)  # a folder missing files (a copy cut short)
+
+        def complete() -> bool:
+            return all((folder / name).is_file() for name in names)
+        if folder.exists() and not complete():  # a copy cut short: folders only ever land whole
+            shutil.rmtree(folder, ignore_errors=True)
+        try:
+            kept.replace(folder)  # whole or not at all; another process may have just done the same
+        except OSError as e:
+            if not complete():
+                raise GankitError(f"cannot replace the incomplete cache folder {folder} ({reason(e)}); "
+                                  f"delete it and run again") from None
 
 
 def _contract(model: Path) -> dict:

@@ -42,6 +42,9 @@ def from_env() -> World:
                  int(os.environ.get("LOCAL_WORLD_SIZE", str(size))))
 
 
+_control = None  # a gloo group beside the job's own: any_rank agrees on the CPU, without waiting for a GPU
+
+
 def init(device_type: str) -> World:
     """Join the torchrun job described by the environment, or return a world of one."""
     world = from_env()
@@ -52,9 +55,6 @@ def init(device_type: str) -> World:
         dist.init_process_group("nccl" if device_type == "cuda" else "gloo")
     _control = dist.new_group(backend="gloo")  # every rank makes it, in the same order
     return dataclasses.replace(world, rank=dist.get_rank())
-
-
-_control = None  # a gloo group beside the job's own: any_rank agrees on the CPU, without waiting for a GPU
 
 
 def shutdown(world: World, ok: bool = True) -> None:

@@ -20,7 +20,7 @@ import torch
 
 from gankit.errors import GankitError
 
-_TEMP = re.compile(r"^\..+\.tmp(\d+)$")  # .NAME.tmpPID
+TEMP = re.compile(r"^\..+\.tmp(\d+)$")  # .NAME.tmpPID: write_atomic's temp files
 
 
 def temp_path(path: Path) -> Path:
@@ -82,7 +82,7 @@ def remove_stale_temps(folder: Path) -> list[str]:
     names. A temp file of a live process (another gankit writing there) is left alone."""
     removed = []
     for p in folder.iterdir() if folder.is_dir() else []:
-        m = _TEMP.match(p.name)
+        m = TEMP.match(p.name)
         if m and p.is_file() and not _alive(int(m.group(1))):
             p.unlink(missing_ok=True)
             removed.append(p.name)

@@ -25,7 +25,7 @@ import torch
 
 from gankit.config import Config
 from gankit.errors import GankitError
-from gankit.files import reason, remove_stale_temps, save_atomic, write_text_atomic
+from gankit.files import TEMP, reason, remove_stale_temps, save_atomic, write_text_atomic
 
 CHECKPOINT = "checkpoint.pt"
 CHECKPOINT_FORMAT = 1
@@ -48,7 +48,7 @@ FILES = {
 }
 WRITTEN = set(FILES)
 # what gankit writes inside its subfolders (and the temp files of atomic writes): --overwrite deletes nothing else
-WRITTEN_IN = {"samples": re.compile(r"step-\d{6,}\.png|\..+\.tmp\d+"),
+WRITTEN_IN = {"samples": re.compile(rf"step-\d{{6,}}\.png|{TEMP.pattern[1:-1]}"),
               "tensorboard": re.compile(r"events\.out\.tfevents\..+")}
 
 

@@ -463,7 +463,7 @@ class stop_on_interrupt:
     SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __enter__(self):
-        self.requested, self.interrupted = False, False
+        self.requested, self.sigint_seen = False, False
         self._old = {}
         if threading.current_thread() is threading.main_thread():
             self._old = {sig: signal.signal(sig, self._handle) for sig in self.SIGNALS}
@@ -471,9 +471,9 @@ class stop_on_interrupt:
 
     def _handle(self, signum, frame):
         if signum == signal.SIGINT:
-            if self.interrupted:
+            if self.sigint_seen:
                 raise KeyboardInterrupt
-            self.interrupted = True
+            self.sigint_seen = True
         self.requested = True
 
     def agreed(self, world: distributed.World) -> bool:
