@@ -157,7 +157,9 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
     and the generated sections that follow the table in the `old` doc (the semi-supervised one,
     which benchmarks/ssl_mnist.py owns, and the folder one of benchmarks/folder64.py)."""
     lines = ["# Results: every recipe on MNIST", "",
-             "Written by `python benchmarks/recipes.py` (re-run it to reproduce). Each row is one "
+             "Written by `python benchmarks/recipes.py --inception` (re-run it to reproduce the rows; "
+             "`--eval-every N` also records the FID curves of docs/curves/, and `--recipes NAME --epochs E "
+             "--set KEY=VALUE` one row, as the commands below the table say). Each row is one "
              "`gankit train RECIPE --epochs E` run with the recipe's own settings (but for the `--set` overrides in "
              "brackets after a name: `image_size=32` runs a 64 px recipe at 32 px, where 64 px is too slow for a "
              "2-core CPU; `reg_every=4, lr_decay=0.25` are `r3gan-mnist`'s lazy R1/R2 and learning-rate decay, "

@@ -86,31 +86,49 @@ def main() -> None:
         results[name] = run(name, args.epochs, args.num_samples, args.reuse)
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(results, indent=2) + "\n")
-    text = render(results)
-    write_doc(DOCS / "techniques.md", text)
+    doc = DOCS / "techniques.md"
+    text = render(results, doc.read_text() if doc.exists() else "")
+    write_doc(doc, text)
     print(text)
 
 
-def render(results: dict) -> str:
+HEADER = ("Written by `python benchmarks/techniques.py` (re-run it to reproduce; `--only NAME` for one row, with "
+          "`--epochs E` where a row's epochs differ from the script's RUNS). Each row is "
+          "`gankit train RECIPE --epochs E --seed 0 [--set ...]`, then `gankit eval RUN --num-samples 10000` with "
+          "the dataset's evaluator (FID in its embedding, as in [results.md](results.md); a run with g_ema is scored "
+          "with its averaged G). *class_acc* is the share of the samples drawn for class k that the evaluator calls k, "
+          "over all classes drawn equally often; its floor is the evaluator's accuracy on real training images. "
+          "*train s* is wall time of `gankit train`; rows measured while other jobs shared the 2 cores are slower "
+          "than the machine can do, so compare metrics, not times. The techniques are explained in "
+          "[recipes.md](recipes.md#beyond-the-seed-recipes-conditioning-and-the-techniques-peers-ship).")
+
+
+def label(recipe: str, sets: list[str]) -> str:
+    """A row's first cell: the recipe and its --set overrides."""
+    return f"`{recipe}`" + (f" (`{' '.join('--set ' + s for s in sets)}`)" if sets else "")
+
+
+def render(results: dict, old: str = "") -> str:
+    """docs/techniques.md: the `old` doc's rows in their order, each replaced by the row of `results`
+    (name -> result) with its run and epochs, then the results no old row had
+    (benchmarks/out/techniques.json is scratch: `--only NAME` on a fresh checkout replaces that row alone)."""
+    fresh = {(label(r["recipe"], r["set"]), f"{r['epochs']:g}"): row(r) for r in results.values()}
     rows = ["| run | epochs | FID (floor) | IS | precision / recall | class_acc (worst class; floor) | train s | machine |",
             "|---|---|---|---|---|---|---|---|"]
-    for r in results.values():
-        acc = (f"{r['class_acc']:.3f} ({r['class_acc_min']:.3f}; {r['class_acc_floor']:.3f})"
-               if "class_acc" in r else "")
-        sets = f" (`{' '.join('--set ' + s for s in r['set'])}`)" if r["set"] else ""
-        rows.append(f"| `{r['recipe']}`{sets} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
-                    f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} | {r['machine']}, {r['date']} |")
+    for line in old.splitlines():
+        if line.startswith("| `"):
+            cells = line.split(" | ")
+            rows.append(fresh.pop((cells[0][2:], cells[1]), line))
+    rows += fresh.values()
     return "\n".join([
         "# Techniques: conditioning, the moving average of G, R3GAN's objective and DiffAugment, measured", "",
-        "Written by `python benchmarks/techniques.py` (re-run it to reproduce; `--only NAME` for one row). Each row is "
-        "`gankit train RECIPE --epochs E --seed 0 [--set ...]`, then `gankit eval RUN --num-samples 10000` with "
-        "the dataset's evaluator (FID in its embedding, as in [results.md](results.md); a run with g_ema is scored "
-        "with its averaged G). *class_acc* is the share of the samples drawn for class k that the evaluator calls k, "
-        "over all classes drawn equally often; its floor is the evaluator's accuracy on real training images. "
-        "*train s* is wall time of `gankit train`; rows measured while other jobs shared the 2 cores are slower "
-        "than the machine can do, so compare metrics, not times. The techniques are explained in "
-        "[recipes.md](recipes.md#beyond-the-seed-recipes-conditioning-and-the-techniques-peers-ship).", "",
-        *rows, ""])
+        HEADER, "", *rows, ""])
+
+
+def row(r: dict) -> str:
+    acc = (f"{r['class_acc']:.3f} ({r['class_acc_min']:.3f}; {r['class_acc_floor']:.3f})" if "class_acc" in r else "")
+    return (f"| {label(r['recipe'], r['set'])} | {r['epochs']:g} | {r['fid']:.2f} ({r['fid_floor']:.2f}) | {r['is']:.2f} | "
+            f"{r['precision']:.3f} / {r['recall']:.3f} | {acc} | {r['train_s']:.0f} | {r['machine']}, {r['date']} |")
 
 
 if __name__ == "__main__":

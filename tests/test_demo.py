@@ -219,6 +219,21 @@ def test_page_draws_a_grid(name, query, rows, site_of, browser):
 
 
 @needs_chromium
+@pytest.mark.parametrize("name, where, said", [
+    ("cgan", "?class=99", "?class=99: expected rows or a class from 0 to 9"),
+    ("cgan", "?t=abc", "?t=abc: expected a number from 0 to 1"),
+    ("cs231n-gan", "?class=3", "?class=3: expected nothing: this generator draws no classes"),
+    ("cs231n-gan", "file", "This page cannot run opened as a file: serve its folder over http"),
+])
+def test_what_the_page_cannot_do_is_said_on_it(name, where, said, site_of, browser):
+    run, site, server = site_of(name)
+    url = (site / "index.html").as_uri() if where == "file" else \
+        f"http://127.0.0.1:{server.server_address[1]}/index.html{where}"
+    dom, _ = browser.dom(url)
+    assert said in re.search(r'<pre id="errors">(.*?)</pre>', dom, re.S).group(1), dom[-2000:]
+
+
+@needs_chromium
 @pytest.mark.parametrize("name", ["cs231n-gan", "cgan"])
 def test_page_output_equals_the_generator(name, site_of, browser):
     run, site, server = site_of(name)

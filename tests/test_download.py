@@ -151,6 +151,29 @@ def test_each_attempt_writes_a_part_of_its_own_and_removes_it_whatever_stops_it(
     assert not list(tmp_path.glob("x.gz*"))
 
 
+def test_parts_of_killed_downloads_are_removed_and_running_ones_kept(server, mnist_files, tmp_path):
+    """A download killed with SIGKILL leaves its .part (named by its pid and machine); the next download
+    of the file on that machine removes it, but not the .part of a process still running, another
+    machine's, nor other files."""
+    import subprocess
+
+    base, _, _ = server
+    raw = mnist_files[0]["t10k-labels-idx1-ubyte.gz"]
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid that ran and ended
+    name = "t10k-labels-idx1-ubyte.gz"
+    from gankit.download import HOST
+
+    orphan = tmp_path / f"{name}.{gone.pid}-abc123.{HOST}.part"
+    running = tmp_path / f"{name}.{os.getpid()}-def456.{HOST}.part"
+    elsewhere = tmp_path / f"{name}.{gone.pid}-abc123.another-machine.part"  # a shared folder: not ours to judge
+    other = tmp_path / f"{name}.notes.part"
+    for f in (orphan, running, elsewhere, other):
+        f.write_bytes(b"half")
+    download_file([base + "good/" + name], str(tmp_path / name), md5(raw))
+    assert not orphan.exists() and running.exists() and elsewhere.exists() and other.exists()
+
+
 def test_a_download_folder_that_cannot_be_made_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(DataError, match=r"file/sub: cannot write the download there .*\$GANKIT_DATA"):

@@ -338,3 +338,55 @@ def test_the_images_of_a_seed_do_not_depend_on_the_batch_size(tiny_run):
     one = torch.cat(list(gankit.evaluate._generate(G, cfg, 40, 3, 40)))
     seven = torch.cat(list(gankit.evaluate._generate(G, cfg, 40, 3, 7)))
     assert (one - seven).abs().max() < 1e-5  # G's own rounding may differ with the batch; other z would not
+
+
+class _AtModes(torch.nn.Module):
+    """A stand-in G on 2-D points: z picks one of `centers` (all of them, or only the first)."""
+
+    def __init__(self, centers, collapse=False):
+        super().__init__()
+        self.centers, self.collapse, self.w = centers, collapse, torch.nn.Parameter(torch.zeros(()))
+
+    def forward(self, z):
+        pick = torch.zeros(len(z), dtype=torch.long) if self.collapse else (z[:, 0].abs() * 1e4).long() % len(self.centers)
+        return self.centers[pick] + self.w
+
+
+def test_a_toy_runs_mode_coverage(tmp_path, capsys):
+    """gankit eval of a 2-D toy run counts the modes its points cover; a G on every mode covers all
+    8 with every point of high quality, a collapsed one covers 1, and image metrics are refused."""
+    from gankit import cli
+    from gankit.evaluate import toy_modes
+
+    cfg = RECIPES["toy"].config(dataset="toy:ring8")
+    centers = datasets.toy_centers("toy:ring8")
+    full = toy_modes(_AtModes(centers), cfg, "toy:ring8", 4000, seed=0)
+    assert (full["modes"], full["modes_of"], full["high_quality"]) == (8, 8, 1.0)
+    assert full["modes_floor"] == 8 and full["high_quality_floor"] > 0.95
+    one = toy_modes(_AtModes(centers, collapse=True), cfg, "toy:ring8", 4000, seed=0)
+    assert (one["modes"], one["high_quality"]) == (1, 1.0)
+    run = tmp_path / "toy"
+    assert cli.main(["train", "toy", "--steps", "3", "--out", str(run), "--no-progress"]) == 0
+    assert cli.main(["eval", str(run), "--num-samples", "500"]) == 0
+    written = json.loads((run / "metrics.json").read_text())
+    assert written["modes_of"] == 8 and 0 <= written["modes"] <= 8 and written["step"] == 3
+    capsys.readouterr()
+    assert cli.main(["eval", str(run), "--metrics", "fid,modes"]) == 2
+    assert "scored by mode coverage alone (--metrics modes); fid score images" in capsys.readouterr().err
+
+
+def test_evaluations_keep_the_runs_download_setting(tmp_path, tiny_data, monkeypatch):
+    """A run with download=false loads its evaluations' real images with download=false too, during
+    training and in gankit eval, as its training data was."""
+    asked = []
+
+    def load(spec, split="train", data_dir=None, image_size=None, channels=None, download=True, seed=0):
+        asked.append(download)
+        return tiny_data(spec, split, data_dir, image_size, channels, download, seed)
+
+    monkeypatch.setattr("gankit.data.load", load)
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))  # the real side's statistics cached there
+    cfg = small_config("cs231n-gan", tmp_path, download=False, eval_every=2, eval_samples=100, eval_metrics=["fid"])
+    train(cfg, progress=False)
+    evaluate_run(tmp_path / "cs231n-gan", metrics="fid", num_samples=100, cache_dir=tmp_path / "stats")
+    assert asked and set(asked) == {False}, asked

@@ -97,6 +97,18 @@ def test_torchscript_round_trip(family, run_of, tmp_path):
     assert not module.training
 
 
+@pytest.mark.parametrize("verb", ["sample", "eval", "export", "demo"])
+def test_an_exported_file_given_as_the_run_is_named_in_one_line(verb, run_of, tmp_path, capfd):
+    """After `gankit export RUN -o g.pt`, `gankit sample g.pt` is a natural slip: one line, no torch warning."""
+    out = export(run_of("mlp"), tmp_path / "g.pt", fmt="torchscript")
+    capfd.readouterr()
+    more = {"sample": ["-o", str(tmp_path / "x.png")], "eval": [], "export": ["-o", str(tmp_path / "x.onnx")],
+            "demo": ["-o", str(tmp_path / "site")]}[verb]
+    assert main([verb, str(out), *more]) == 2
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "g.pt: a TorchScript file (as gankit export writes), not a checkpoint" in err, err
+
+
 def test_no_ema_exports_the_raw_G(run_of, tmp_path):
     run = run_of("conv")  # kept a moving average of G
     module, info = load_torchscript(export(run, tmp_path / "raw.pt", fmt="torchscript", ema=False))

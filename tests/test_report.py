@@ -132,3 +132,23 @@ def test_a_copied_grid_is_skipped_and_a_missing_config_is_named(run, tmp_path):
     with pytest.raises(GankitError, match=r"run/config.json: missing; is .*run a whole gankit run folder"):
         build_report(copy)
     assert not (copy / "report.html").exists()
+
+
+def test_grids_past_a_million_steps_the_folder_named_dot_and_what_was_scored(run, tmp_path, monkeypatch):
+    """Grids go by step, not by name (step-1000000 sorts before step-200000); `gankit report .`
+    names the folder; metrics.json's sample count and a toy's mode total are not listed as metrics."""
+    copy = tmp_path / "run"
+    shutil.copytree(run, copy)
+    grid = (copy / "samples" / "step-000300.png").read_bytes()
+    (copy / "samples" / "step-200000.png").write_bytes(grid)
+    (copy / "samples" / "step-1000000.png").write_bytes(grid)
+    (copy / "metrics.json").write_text(json.dumps({"dataset": "toy:ring8", "num_samples": 10000, "modes": 7,
+                                                   "modes_of": 8, "modes_floor": 8}))
+    monkeypatch.chdir(copy)
+    page = build_report(".").read_text()
+    assert 'step <span id="step">1000000</span>' in page
+    frames = json.loads(re.search(r"const frames = (\[.*?\]);", page)[1])
+    assert [f["step"] for f in frames] == [0, 100, 200, 300, 200000, 1000000]
+    assert "<title>gankit report: run</title>" in page and "<h1>gankit run: run</h1>" in page
+    assert "<td>modes</td><td>7 of 8</td><td>8</td>" in page
+    assert "<td>num_samples</td>" not in page and "<td>modes_of</td>" not in page

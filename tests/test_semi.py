@@ -181,9 +181,14 @@ def test_baseline_trains_only_the_classifier(tmp_path, tiny_data):
 
 
 def test_ssgan_trains_a_step_with_an_explicit_fake_class(tmp_path, tiny_data):
+    """...and its D's batch norm keeps running statistics of real images alone, the ones its test
+    accuracy normalises by: one update per D step (its real batch), none from G(z) or the G step."""
     summary = train(_cfg(tmp_path, "ssgan", steps=2, batch_size=8, label_rate=0.5, labels_per_class=0,
                          eval_every=0), progress=False)
     assert summary["labelled"] == 128 and math.isfinite(summary["final"]["g_loss"])
+    D = load_checkpoint(tmp_path / "run")["D"]
+    counts = {k: int(v) for k, v in D.items() if k.endswith("num_batches_tracked")}
+    assert counts and set(counts.values()) == {2}, counts  # 2 steps x n_critic 1
 
 
 def test_eval_run_reports_accuracy_of_the_moving_average(tmp_path, tiny_data):
@@ -220,6 +225,21 @@ def test_bad_semi_supervised_input_is_one_clear_line(args, message, tmp_path, ca
     err = capsys.readouterr().err
     assert code == 2 and message in err, err
     assert not (tmp_path / "r").exists()  # nothing written
+
+
+@pytest.mark.parametrize("args", [["--labels", "10"], ["--set", "labels_per_class=10"]])
+def test_a_labelled_subset_by_count_replaces_the_recipes_rate(args):
+    """ssgan labels a rate (0.2) of MNIST: asking for 10 a class, by flag or by --set, drops the rate,
+    and asking for a rate drops improved-gan's count."""
+    from gankit.config import validate
+    from gankit.recipes import get
+
+    over = cli._overrides(cli._parser().parse_args(["train", "ssgan", *args]))
+    cfg = get("ssgan").config(**over)
+    assert (cfg.labels_per_class, cfg.label_rate) == (10, 0.0)
+    validate(cfg, fresh=True)
+    over = cli._overrides(cli._parser().parse_args(["train", "improved-gan", "--set", "label_rate=0.1"]))
+    assert (get("improved-gan").config(**over).labels_per_class, over["label_rate"]) == (0, 0.1)
 
 
 def test_improved_gan_learns_digits_from_100_labels(tmp_path, capsys):

@@ -47,6 +47,30 @@ def test_r1_of_a_linear_discriminator_is_its_squared_weight_norm():
     assert torch.allclose(lin.weight.grad, 2 * lin.weight.detach())
 
 
+@pytest.mark.parametrize("penalty", ["r1", "gp"])
+def test_with_diffaugment_the_penalties_are_of_d_after_augmentation(penalty):
+    """The loss trains D∘augment, so R1/R2 and the gradient penalty are taken of D∘augment, with
+    respect to the images before augmentation (a linear D, an augmentation x -> 3x: ∇ = 3w)."""
+    import contextlib
+    from types import SimpleNamespace
+
+    from gankit.distributed import World
+    from gankit.steps import d_update
+
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(4, 1)
+    D = torch.nn.Sequential(torch.nn.Flatten(), lin)
+    cfg = RECIPES["cs231n-gan"].config(out="x", loss="wasserstein" if penalty == "gp" else "nonsaturating",
+                                       gp_weight=10.0 if penalty == "gp" else 0.0, r1_gamma=float(penalty == "r1"))
+    s = SimpleNamespace(cfg=cfg, D=D, D_run=lambda x: D(x), G_run=lambda z: z.view(-1, 1, 2, 2), augment=lambda x: 3 * x,
+                        amp=contextlib.nullcontext(), joint=True, world=World(),
+                        opt_d=torch.optim.SGD(D.parameters(), lr=0.0))
+    w = lin.weight.detach().norm().item()
+    _, _, stats = d_update(s, torch.randn(6, 1, 2, 2), (), torch.randn(6, 4), (), 0)
+    expected = (3 * w) ** 2 if penalty == "r1" else (3 * w - 1) ** 2  # not w² or (w - 1)²: D alone
+    assert stats[penalty].item() == pytest.approx(expected, rel=1e-5)
+
+
 def test_relativistic_pairing_loss_by_hand():
     d_real, d_fake = torch.tensor([2.0, 0.0]), torch.tensor([1.0, 1.0])
     d_loss, g_loss = relativistic(d_real, d_fake)

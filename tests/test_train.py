@@ -569,3 +569,80 @@ def test_a_run_folder_that_cannot_be_written_whole_is_one_line(tmp_path):
     assert "cannot write (File too large)" in p.stderr
     if (run / "config.json").exists():
         json.loads((run / "config.json").read_text())
+
+
+def test_images_per_s_leaves_out_work_between_steps_which_time_s_counts(tmp_path):
+    """A stats line's images/s measures the steps alone: a grid, evaluation or checkpoint (here a
+    0.3 s pause) after the last line is not in it; time_s, the run's clock, includes it."""
+    import time
+
+    from gankit.monitor import Monitor
+
+    run = RunDir(tmp_path)
+    log = Monitor(run, gankit.distributed.World(), 0, 10, images_per_step=100, elapsed=0.0, progress=False)
+    for _ in range(2):
+        log.add({"d_loss": torch.tensor(1.0)})
+    with log.paused():
+        time.sleep(0.3)
+    log.flush(2)
+    row = run.read_stats()[-1]
+    assert row["images_per_s"] > 10 * 200 / 0.3 and row["time_s"] >= 0.3, row
+
+
+def test_the_loop_leaves_checkpoints_out_of_images_per_s(tmp_path, tiny_data, monkeypatch):
+    """Each checkpoint here takes 0.5 s more; the stats lines after them still measure the steps alone."""
+    import time
+
+    save = gankit.train.checkpoint
+
+    def slow(s, at, best=False):
+        time.sleep(0.5)
+        save(s, at, best)
+
+    monkeypatch.setattr(gankit.train, "checkpoint", slow)
+    train(small_config("toy", tmp_path, steps=6, log_every=2, checkpoint_every=2, sample_every=100), progress=False)
+    rows = RunDir(tmp_path / "toy").read_stats()
+    assert [r["step"] for r in rows] == [2, 4, 6] and rows[-1]["time_s"] >= 1.0  # the run's clock counts them
+    assert min(r["images_per_s"] for r in rows) > 3 * 2 * 16 / 0.5, rows  # 2 steps of 16 points a line
+
+
+def test_the_progress_bar_redraws_seldom_into_a_file(monkeypatch):
+    from gankit.progress import bar_interval
+
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert bar_interval() == 30.0  # nohup, Slurm, CI: a few hundred redraws a run, not thousands
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # a notebook's widget is watched
+    assert bar_interval() == 0.5
+    monkeypatch.delitem(sys.modules, "ipykernel")
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert bar_interval() == 0.5
+
+
+def test_a_resume_drops_grids_and_tensorboard_points_past_its_checkpoint(tmp_path, tiny_data, monkeypatch):
+    """Killed at step 7 with the checkpoint at 4: its grid of step 7 and TensorBoard's points past
+    step 4 are of steps about to be redone (and a changed sample_every would never redraw them)."""
+    writers = []
+
+    class Writer:
+        def __init__(self, folder, purge_step=None):
+            writers.append(purge_step)
+
+        def add_scalar(self, *args):
+            pass
+
+        def add_image(self, *args, **kwargs):
+            pass
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(gankit.train, "tensorboard_writer", lambda: Writer)
+    cfg = small_config("cs231n-gan", tmp_path, steps=4, sample_every=2, checkpoint_every=2, tensorboard=True)
+    train(cfg, progress=False)
+    run = tmp_path / "cs231n-gan"
+    (run / "samples" / "step-000004.png").replace(run / "samples" / "step-000007.png")  # as a killed run left it
+    resume(run, steps=8, sample_every=4, progress=False)
+    assert sorted(p.name for p in (run / "samples").iterdir()) == \
+        ["step-000000.png", "step-000002.png", "step-000008.png"]
+    assert writers == [None, 5]  # TensorBoard drops points at steps >= 5: the checkpoint's own are kept

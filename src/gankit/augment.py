@@ -27,7 +27,8 @@ def _rand(x: Tensor, generator, *shape: int) -> Tensor:
 
 
 def color(x: Tensor, generator=None) -> Tensor:
-    """Brightness ± 0.5, saturation × [0, 2), contrast × [0.5, 1.5) (in [-1, 1] units, as the paper's [0, 1] ones × 2)."""
+    """Brightness ± 0.5, saturation × [0, 2), contrast × [0.5, 1.5): the values of the authors' code,
+    which also applies them to images in [-1, 1]."""
     x = x + (_rand(x, generator, 1, 1, 1) - 0.5)
     mean = x.mean(dim=1, keepdim=True)
     x = (x - mean) * (_rand(x, generator, 1, 1, 1) * 2) + mean

@@ -26,9 +26,10 @@ def make_optimizer(cfg: Config, net: torch.nn.Module, lr: float, betas: list[flo
 
 
 def lr_scale(step: int, num_steps: int, decay: float) -> float:
-    """The factor on both learning rates at `step` of `num_steps`: 1, then falling linearly to 0
-    over the last `decay` fraction of the steps (the schedule of Bad GAN's and Improved GAN's
-    CIFAR code: lr · min(1, (1 - t/T) / decay)); 1 throughout when decay is 0."""
+    """The factor on both learning rates at `step` (0 .. num_steps-1) of `num_steps`: 1, then falling
+    linearly towards 0 over the last `decay` fraction of the steps, to 1/(decay·num_steps) at the
+    last (the schedule of Bad GAN's and Improved GAN's CIFAR code: lr · min(1, (1 - t/T) / decay));
+    1 throughout when decay is 0."""
     return 1.0 if not decay else min(1.0, (1 - step / num_steps) / decay)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 
@@ -172,11 +173,14 @@ def _overrides(args) -> dict:
     from gankit.config import parse_sets
 
     o = {field: getattr(args, field) for _, field, _ in TRAIN_FLAGS if getattr(args, field) is not None}
-    if args.labels_per_class is not None:  # one kind of labelled subset replaces the recipe's other kind
+    sets = parse_sets(args.set)
+    o.update(sets)
+    # one kind of labelled subset (--labels, --label-rate, or a nonzero --set of one) replaces the recipe's other kind
+    if args.labels_per_class is not None or sets.get("labels_per_class"):
         o.setdefault("label_rate", 0.0)
-    if args.label_rate is not None:
+    if args.label_rate is not None or sets.get("label_rate"):
         o.setdefault("labels_per_class", 0)
-    return {**o, **parse_sets(args.set)}
+    return o
 
 
 def cmd_recipes(args) -> None:
@@ -292,7 +296,10 @@ def cmd_export(args) -> None:
 def cmd_demo(args) -> None:
     from gankit.demo import demo
 
-    print(demo(args.run, args.output, ort_dir=args.ort_dir, ema=not args.no_ema))
+    out = demo(args.run, args.output, ort_dir=args.ort_dir, ema=not args.no_ema)
+    print(out)
+    print(f"gankit: serve it over http to open it (a browser will not run it from file://): python -m http.server "
+          f"-d {shlex.quote(str(out))}, then http://localhost:8000/", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

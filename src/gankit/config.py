@@ -214,7 +214,7 @@ def unread_settings(cfg: Config, recipe: dict[str, Any]) -> str:
     defaults), a setting this kind of run never reads (a plain GAN's step reads none of the
     semi-supervised objective's settings and the reverse; only conditional=acgan reads acgan_*),
     which config.json would otherwise record as if it took effect."""
-    base = {**{f.name: f.default for f in fields(Config)}, **recipe}
+    base = {**Config().to_dict(), **recipe}
 
     def changed(names):
         return [f"{n}={getattr(cfg, n)}" for n in names if getattr(cfg, n) != base[n]]
@@ -228,6 +228,11 @@ def unread_settings(cfg: Config, recipe: dict[str, Any]) -> str:
                 f"improved-gan) reads this" + (" (the moving average of G is g_ema)" if cfg.ema != base["ema"] else ""))
     if cfg.conditional != "acgan" and (off := changed(("acgan_weight", "acgan_on_fake"))):
         return f"{', '.join(off)}: only conditional=acgan reads them"
+    if cfg.dataset.startswith("toy:") and (off := changed(("image_size", "channels"))):
+        return f"{', '.join(off)}: --dataset {cfg.dataset} is a set of 2-D points, not images"
+    if not cfg.eval_every and (off := changed(("eval_samples", "eval_metrics"))):
+        return (f"{', '.join(off)}: only evaluations during training (--eval-every N) read this; "
+                f"gankit eval RUN takes its own --metrics and --num-samples")
     return ""
 
 

@@ -26,9 +26,10 @@ from tqdm import tqdm
 
 from gankit import assets
 from gankit.distributed import World
-from gankit.download import fetch
+from gankit.download import MD5, fetch, md5sum
 from gankit.errors import DataError
 from gankit.idx import read_images_labels
+from gankit.progress import bar_interval
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -46,7 +47,7 @@ FILES = {"train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
 DEBIAN_FASHION_DIR = "/usr/share/datasets/fashion-mnist"
 TOY_STD = {"toy:ring8": 0.02, "toy:grid25": 0.05}
 TOY_SIZE = {"train": 50_000, "test": 10_000}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg"}
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp")
 
 
 @dataclass
@@ -65,8 +66,8 @@ def load(spec: str, split: str = "train", data_dir: str | None = None, image_siz
     """Load a whole dataset into memory.
 
     spec: one of DATASETS. "mnist" and "fashion-mnist" are (N, 1, 28, 28); channels=3 repeats the
-    gray channel for RGB networks. "folder:PATH" reads every .png/.jpg/.jpeg under PATH as RGB
-    (channels=1: grayscale), scaled and center-cropped to image_size (default 64); a folder has
+    gray channel for RGB networks. "folder:PATH" reads every .png/.jpg/.jpeg/.webp/.bmp under PATH,
+    but hidden files and folders, as RGB (channels=1: grayscale), scaled and center-cropped to image_size (default 64); a folder has
     no split, so "test" gives the same images. "toy:ring8" / "toy:grid25" are float32 points
     (50k train, 10k test) drawn from `seed`; image_size and channels do not apply to them.
     image_size: resize the images to image_size x image_size (bilinear, antialiased).
@@ -147,7 +148,7 @@ class BatchIndices:
     def __call__(self, b: int) -> torch.Tensor:
         epoch, i = divmod(b, self.per_epoch)
         if epoch != self._epoch:
-            g = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch)
+            g = torch.Generator().manual_seed((self.seed * 1_000_003 + epoch) % 2 ** 64)  # any seed of 0..2^63-1
             self._epoch, self._perm = epoch, torch.randperm(self.n, generator=g).to(self.device)
         start = (i * self.ranks + self.rank) * self.batch_size
         return self._perm[start:start + self.batch_size]
@@ -155,7 +156,7 @@ class BatchIndices:
 
 # ---------------------------------------------------------------- MNIST and Fashion-MNIST
 
-_NOTED: set[tuple[str, str]] = set()  # (data_dir, split) said to hold no IDX files
+_NOTED: set[tuple[str, str]] = set()  # notes said once a process: (data_dir, split) with no IDX files, (folder, "skipped")
 
 
 def _note_passed_over(data_dir: str | None, name: str, split: str, instead: str) -> None:
@@ -170,7 +171,14 @@ def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bo
     """x uint8 (N, 1, 28, 28), y int64 (N,) from the first source that has them."""
     tried = []
     if data_dir:
-        if paths := _idx_paths(data_dir, split):
+        try:
+            paths = _idx_paths(data_dir, split)
+        except DataError:
+            if not (allow_download and _downloaded_half(name, data_dir, split)):
+                raise
+            # a download into data_dir that stopped between its two files: finish it
+            paths = fetch(name, [stem + ".gz" for stem in FILES[split]], data_dir)
+        if paths:
             return read_images_labels(*paths)
         tried.append(f"no IDX files in {data_dir}")
     if name == "mnist":
@@ -205,8 +213,16 @@ def _idx_paths(directory: str, split: str) -> list[str] | None:
         return None
     if None in paths:
         have, missing = FILES[split] if paths[0] else FILES[split][::-1]
-        raise DataError(f"{directory} has {have} but no {missing} (plain or .gz)")
+        raise DataError(f"{directory} has {have} but no {missing} (plain or .gz); add it, or remove {have} "
+                        f"to have the split found elsewhere or downloaded")
     return paths
+
+
+def _downloaded_half(name: str, directory: str, split: str) -> bool:
+    """Whether `directory` holds one of the split's two files exactly as the download writes it (the
+    standard .gz, its md5 checked): a download stopped between the two, which the next may finish."""
+    present = [stem + ".gz" for stem in FILES[split] if os.path.isfile(os.path.join(directory, stem + ".gz"))]
+    return len(present) == 1 and md5sum(os.path.join(directory, present[0])) == MD5[name][present[0]]
 
 
 _HUB_CACHE: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}  # decoding takes ~1 s
@@ -282,12 +298,20 @@ def _load_folder(spec: str, size: int, channels: int) -> Dataset:
     root = Path(spec.removeprefix("folder:")).expanduser()
     if not root.is_dir():
         raise DataError(f"{spec}: {'not a directory' if root.exists() else 'no such directory'}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    kinds = "/".join(IMAGE_SUFFIXES)
+    found = [p for p in root.rglob("*") if not any(part.startswith(".") for part in p.relative_to(root).parts)
+             and p.is_file()]  # hidden files and folders (.thumbnails, macOS's ._NAME) are not the data
+    files = sorted(p for p in found if p.suffix.lower() in IMAGE_SUFFIXES)
     if not files:
-        raise DataError(f"{spec}: no .png/.jpg/.jpeg images found")
+        raise DataError(f"{spec}: no {kinds} images found")
+    other = sorted({p.suffix.lower() or p.name for p in found if p.suffix.lower() not in IMAGE_SUFFIXES})
+    if other and (str(root), "skipped") not in _NOTED:  # once a process: evaluations load the folder again
+        _NOTED.add((str(root), "skipped"))
+        print(f"gankit: note: {spec}: {len(found) - len(files)} file(s) skipped, not {kinds} "
+              f"({', '.join(other[:5])}{', ...' if len(other) > 5 else ''})", file=sys.stderr)
     mode = "L" if channels == 1 else "RGB"
     x = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
-    for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500)):
+    for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500, mininterval=bar_interval())):
         x[i] = torch.from_numpy(_read_image(file, mode, size)).view(size, size, channels).permute(2, 0, 1)
     # named by its absolute path, which config.json records: the run evaluates and resumes from any directory
     return Dataset(f"folder:{root.resolve()}", x, torch.full((len(files),), -1, dtype=torch.int64), "image", [])
@@ -301,8 +325,10 @@ def _read_image(file: Path, mode: str, size: int) -> np.ndarray:
         with Image.open(file) as im:
             im = ImageOps.exif_transpose(im)
             if im.mode.startswith("I;16"):  # 16-bit grey: convert() would clip at 255, not scale
-                info, im = im.info, Image.fromarray(((np.asarray(im, dtype=np.uint32) + 128) // 257).astype(np.uint8))
-                im.info = info  # a transparent colour, if any
+                a, key = np.asarray(im, dtype=np.uint32), im.info.get("transparency")
+                im = Image.fromarray(((a + 128) // 257).astype(np.uint8))
+                if key is not None:  # its transparent colour, matched on the 16-bit values
+                    im = Image.merge("LA", (im, Image.fromarray(np.where(a == key, 0, 255).astype(np.uint8))))
             if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info:
                 im = Image.alpha_composite(Image.new("RGBA", im.size, "white"), im.convert("RGBA"))
             im = im.convert(mode)  # convert decodes, so damage shows here

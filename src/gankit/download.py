@@ -5,18 +5,22 @@ The md5 values are those of the published .gz files (the ones torchvision checks
 streamed to a `.part` file of its own beside `dest` (two processes fetching one file do not share it;
 a body shorter than its Content-Length is a failed attempt, and the next mirror is tried), verified,
 then renamed into place, so a name under its final spelling is always a complete, verified file.
+The `.part` of a process killed outright is removed by the next download of that file.
 """
 
 import base64
 import hashlib
 import http.client
 import os
+import re
 import secrets
+import socket
 import shutil
 import subprocess
 import sys
 import urllib.error
 import urllib.request
+from pathlib import Path
 
 from tqdm import tqdm
 
@@ -45,11 +49,16 @@ MD5 = {
 CHUNK = 1 << 20
 
 
+HOST = re.sub(r"[^A-Za-z0-9-]", "_", socket.gethostname()) or "host"  # in .part names: which machine's download
+
+
 def mirrors(dataset: str, override: str | list[str] | None = None) -> list[str]:
     """Base URLs to try, in order: `override`, else $GANKIT_MIRROR, else the known mirrors."""
     override = override or os.environ.get("GANKIT_MIRROR")
     if override:
-        return [override] if isinstance(override, str) else list(override)
+        bases = [override] if isinstance(override, str) else list(override)
+        # a local folder as well as a URL: /srv/mnist means file:///srv/mnist
+        return [Path(b).resolve().as_uri() if "://" not in b else b for b in bases]
     return MIRRORS[dataset]
 
 
@@ -72,7 +81,8 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
     folder = os.path.dirname(os.path.abspath(dest))
     try:
         os.makedirs(folder, exist_ok=True)
-        part = f"{dest}.{os.getpid()}-{secrets.token_hex(3)}.part"  # this attempt's own: two processes
+        _remove_orphaned_parts(dest)
+        part = f"{dest}.{os.getpid()}-{secrets.token_hex(3)}.{HOST}.part"  # this attempt's own: two processes
         os.close(os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o666))  # fetching one file share none
     except OSError as e:
         raise DataError(f"{folder}: cannot write the download there ({e.strerror or e}); point $GANKIT_DATA "
@@ -99,6 +109,25 @@ def download_file(urls: list[str], dest: str, md5: str, timeout: float = 30) -> 
     raise DataError(f"could not download {os.path.basename(dest)}: " + "; ".join(failures) + stale)
 
 
+def _remove_orphaned_parts(dest: str) -> None:
+    """Remove the `.part` files of `dest` left by killed downloads (kill -9, a power cut): those made
+    on this machine (a shared folder also holds other machines' downloads) whose process, named in
+    the file name, no longer runs."""
+    folder, name = os.path.split(os.path.abspath(dest))
+    for entry in os.listdir(folder):
+        if not (entry.startswith(name + ".") and entry.endswith(f".{HOST}.part")):
+            continue
+        pid, _, rest = entry[len(name) + 1:-len(f".{HOST}.part")].partition("-")
+        if not (pid.isdigit() and rest):
+            continue
+        try:
+            os.kill(int(pid), 0)
+        except ProcessLookupError:
+            _remove(os.path.join(folder, entry))
+        except OSError:  # running, under another user
+            pass
+
+
 def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str] | None = None) -> list[str]:
     """Download the standard files `names` of `dataset` into `dest_dir`; returns their paths."""
     bases = mirrors(dataset, mirror)
@@ -120,7 +149,7 @@ def _stream(url: str, part: str, timeout: float) -> tuple[str, str]:
                 received += len(chunk)
                 bar.update(len(chunk))
         kind = response.headers.get("Content-Type") or ""
-    if size is not None and received != size and not response.chunked:
+    if size is not None and received != size and not getattr(response, "chunked", False):  # file:// has none
         raise ValueError(f"the connection closed after {received} of {size} bytes")
     return digest.hexdigest(), kind
 

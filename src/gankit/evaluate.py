@@ -43,12 +43,13 @@ from gankit.config import is_semi_supervised
 from gankit.errors import GankitError
 from gankit.files import save_atomic, write_text_atomic
 from gankit.hardware import pick_device
-from gankit.metrics import DEFAULT_METRICS, K_NEAREST, METRICS, Embedded, knn_radii
+from gankit.metrics import DEFAULT_METRICS, K_NEAREST, METRICS, Embedded, knn_radii, mode_coverage
 from gankit.metrics.accuracy import classifier_accuracy
 from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.stats import RunningStats
+from gankit.progress import bar_interval
 from gankit.run import find_checkpoint, load_checkpoint_sha256
 from gankit.sample import generator_weights, has_generator, networks_of, sample_noise
 
@@ -60,13 +61,14 @@ CACHE_FORMAT = 2  # 2: floors include class_acc
 def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str] | str = DEFAULT_METRICS,
              num_samples: int = 10_000, device: str = "cpu", seed: int = 0, cache_dir: str | os.PathLike | None = None,
              progress: bool = True, *, evaluator: Evaluator | None = None, data_dir: str | None = None,
-             batch_size: int = 500) -> dict[str, Any]:
+             batch_size: int = 500, download: bool = True) -> dict[str, Any]:
     """Score num_samples images of a generator (or a tensor of images in [-1, 1]) on `dataset`.
 
     samples_or_generator: a (G, Config) pair, sampled with noise seeded by `seed`, or a float
     tensor (N, C, H, W) in [-1, 1] of which the first num_samples are used. metrics: names from
     METRICS, a list or a comma-separated string. evaluator: use this Evaluator instead of the
-    packaged one of `dataset`. data_dir: where gankit.data finds the dataset's files.
+    packaged one of `dataset`. data_dir: where gankit.data finds the dataset's files; download:
+    whether it may fetch them when no local copy is found (a run's download setting).
     Returns a flat dict: dataset, num_samples, evaluator (sha256 prefix), then each metric's keys
     and their _floor twins (see the module docstring). dataset "folder:PATH" takes fid_inception
     alone, against the folder's images, and gives num_real in place of a floor.
@@ -78,7 +80,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     folder = isinstance(dataset, str) and dataset.startswith("folder:")
     if dataset not in DATASETS and not folder:
         raise GankitError(f"evaluate: no evaluator for dataset {dataset!r}: supported are {', '.join(DATASETS)}, "
-                          f"and folder:PATH for fid_inception (for 2-D toy sets use gankit.metrics.mode_coverage)")
+                          f"and folder:PATH for fid_inception (a 2-D toy run: gankit eval RUN scores its mode coverage)")
     evaluator_metrics = [n for n in names if METRICS[n].needs == "evaluator"]
     if folder and evaluator_metrics:
         raise GankitError(f"evaluate: {', '.join(evaluator_metrics)} need{'s' * (len(evaluator_metrics) == 1)} "
@@ -103,8 +105,8 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
         batches = itertools.chain([first], batches)
         real = {"folder": folder_images(dataset, num_samples, first.shape[1], first.shape[-1])}
     else:  # the fixed subsets, loaded once for every reference
-        real = {"test": real_images(dataset, "test", num_samples, data_dir)}
-        real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True)
+        real = {"test": real_images(dataset, "test", num_samples, data_dir, download=download)}
+        real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True, download=download)
     if ev is not None:
         ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
@@ -113,7 +115,8 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
 
     # One pass over the generated images feeds every feature extractor: nothing is stored but features.
     stats, inc_stats, feats, logits = RunningStats(), RunningStats(), [], []
-    with tqdm(total=num_samples, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=num_samples, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True,
+              mininterval=bar_interval()) as bar:
         for x in batches:
             if ev is not None:
                 f, y = ev.features_and_logits(x)
@@ -160,13 +163,17 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
     dev = pick_device(device)
     state, sha256 = load_checkpoint_sha256(path, map_location=dev)
     G, D, cfg = networks_of(state, path, dev, ema)  # D: the tested weights (a moving average if kept)
-    scored = {"checkpoint": sha256[:12], "step": state["step"]}
+    scored, ds = {"checkpoint": sha256[:12], "step": state["step"]}, dataset or cfg.dataset
     if metrics is None:
-        metrics = (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
-            else ["fid_inception"] if (dataset or cfg.dataset).startswith("folder:") \
+        metrics = ["modes"] if ds.startswith("toy:") \
+            else (["accuracy"] if cfg.baseline else [*DEFAULT_METRICS, "accuracy"]) if is_semi_supervised(cfg) \
+            else ["fid_inception"] if ds.startswith("folder:") \
             else [*DEFAULT_METRICS, "class_acc"] if cfg.conditional else DEFAULT_METRICS
     names = _parse_metrics(metrics)
     result: dict[str, Any] = {}
+    if ds.startswith("toy:") and names != ["modes"]:
+        raise GankitError(f"{run_or_checkpoint}: a run on 2-D points ({ds}) is scored by mode coverage alone "
+                          f"(--metrics modes); {', '.join(n for n in names if n != 'modes')} score images")
     if names != ["accuracy"]:  # every other metric scores G's images
         has_generator(cfg, run_or_checkpoint, f"score with {', '.join(n for n in names if n != 'accuracy')}")
     if "class_acc" in names and not cfg.conditional:  # before any sampling
@@ -180,8 +187,9 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
         result.update({"dataset": cfg.dataset, **classifier_accuracy(D, test.x, test.y)})
         names.remove("accuracy")
     if names:
-        result = {**evaluate((G, cfg), dataset or cfg.dataset, names, num_samples, device, seed, cache_dir, progress,
-                             evaluator=evaluator, data_dir=cfg.data_dir, batch_size=batch_size), **result}
+        result = {**(toy_modes(G, cfg, ds, num_samples, seed) if ds.startswith("toy:") else
+                     evaluate((G, cfg), ds, names, num_samples, device, seed, cache_dir, progress, evaluator=evaluator,
+                              data_dir=cfg.data_dir, batch_size=batch_size, download=cfg.download)), **result}
         scored.update(seed=seed, ema=generator_weights(state, ema) == "G_ema")
     result.update(scored)
     if write:
@@ -192,6 +200,28 @@ def evaluate_run(run_or_checkpoint: str | os.PathLike, metrics: Iterable[str] | 
         except GankitError as e:  # minutes of evaluation are not lost: the numbers go into the one line
             raise GankitError(f"{e}; the metrics were: {json.dumps(result)}") from None
     return result
+
+
+@torch.no_grad()
+def toy_modes(G: torch.nn.Module, cfg, dataset: str, num_samples: int, seed: int) -> dict[str, Any]:
+    """Mode coverage (gankit.metrics.mode_coverage) of num_samples points of a 2-D toy run's G, on
+    the CPU or the device G is on: `modes`, for points the mixture's modes covered (holding >= 1% of
+    the points; for images the key counts classes) of modes_of, and the share of high-quality points
+    (within 3 standard deviations of a mode); the floors are those of as many test points (at most
+    the 10,000 of the split)."""
+    if not isinstance(num_samples, int) or isinstance(num_samples, bool) or not 100 <= num_samples <= 1_000_000:
+        raise GankitError(f"num_samples must be an integer in 100..1000000 for mode coverage, got {num_samples!r}")
+    device = next(G.parameters()).device
+    noise = sample_noise(cfg, num_samples, "cpu", torch.Generator().manual_seed(seed))
+    points = torch.cat([G(noise[i:i + 10_000].to(device)).float().cpu() for i in range(0, num_samples, 10_000)])
+    if points.dim() != 2 or points.shape[1] != 2:
+        raise GankitError(f"evaluate: the generator makes {tuple(points.shape[1:])} samples, not 2-D points")
+    centers, std = datasets.toy_centers(dataset), datasets.TOY_STD[dataset]
+    real = datasets.load(dataset, "test", seed=cfg.seed).x  # the run's own test points
+    real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(SUBSET_SEED["test"]))[:num_samples]]
+    got, floor = mode_coverage(points, centers, std), mode_coverage(real, centers, std)
+    return {"dataset": dataset, "num_samples": num_samples, "modes": got["modes"], "modes_of": got["of"],
+            "modes_floor": floor["modes"], "high_quality": got["high_quality"], "high_quality_floor": floor["high_quality"]}
 
 
 SCORED_THE_SAME = ("dataset", "checkpoint", "evaluator", "num_samples", "seed", "ema")
@@ -221,10 +251,10 @@ def default_cache_dir() -> Path:
 
 
 def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None,
-                labels: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+                labels: bool = False, download: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
     """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28)
     (and its labels, with labels=True)."""
-    data = datasets.load(dataset, split, data_dir=data_dir)
+    data = datasets.load(dataset, split, data_dir=data_dir, download=download)
     if num_samples > len(data.x):
         raise GankitError(f"num_samples {num_samples} exceeds the {len(data.x)} images of the {dataset} {split} split")
     pick = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
@@ -272,7 +302,7 @@ def _sample_batches(source, num_samples: int, seed: int, batch_size: int) -> Ite
     shape = getattr(source[1], "data_shape", None)
     if shape is not None and len(shape) != 3:
         raise GankitError(f"evaluate: the generator makes {list(shape)} samples, not images; "
-                          f"for 2-D toy sets use gankit.metrics.mode_coverage")
+                          f"a 2-D toy run: gankit eval RUN scores its mode coverage")
     return _generate(*source, num_samples, seed, batch_size)
 
 
@@ -295,7 +325,7 @@ def _generate(G: torch.nn.Module, cfg, num_samples: int, seed: int, batch_size: 
         x = datasets.to_signed(G(z, labels[i:i + len(z)].to(device)) if labels is not None else G(z), cfg.real_range)
         if x.dim() != 4:
             raise GankitError(f"evaluate: the generator makes {tuple(x.shape[1:])} samples, not images; "
-                              f"for 2-D toy sets use gankit.metrics.mode_coverage")
+                              f"a 2-D toy run: gankit eval RUN scores its mode coverage")
         yield x
 
 

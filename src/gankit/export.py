@@ -93,8 +93,8 @@ def export(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike | None =
     if out.is_dir():
         raise GankitError(f"-o {out}: is a folder; give a file name")
     if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:  # what torch's exporter needs
-        raise GankitError("--format onnx needs the onnxscript package: pip install onnxscript "
-                          "(or pip install 'gankit[export]')")
+        raise GankitError("ONNX (gankit export --format onnx, and gankit demo) needs the onnxscript package: "
+                          "pip install 'gankit[export]' (or pip install onnxscript)")
     model, inputs, info = _exportable(run_or_checkpoint, ema)
     if fmt == "onnx":
         _onnx(model, inputs, info, out)

@@ -3,6 +3,7 @@ averaged over ranks and checked for NaN/inf only when a line is written to stats
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 
@@ -11,6 +12,7 @@ from tqdm.auto import tqdm
 
 from gankit import distributed
 from gankit.errors import GankitError
+from gankit.progress import bar_interval
 from gankit.run import RunDir
 
 
@@ -35,7 +37,7 @@ class Monitor:
         self.t0 = self.t_log = time.perf_counter()
         self.step_log = step
         self.last_checkpoint: int | None = None
-        self.bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=0.5,
+        self.bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=bar_interval(),
                         disable=not (progress and world.main))
 
     def add(self, stats: dict[str, torch.Tensor]) -> None:
@@ -48,8 +50,21 @@ class Monitor:
         self.bar.update(1)
 
     def seconds(self) -> float:
-        """Training time of the run so far, earlier sessions included."""
+        """Time of the run so far: its steps, grids, evaluations and checkpoints, earlier sessions
+        included (not data loading or set-up)."""
         return self.elapsed + time.perf_counter() - self.t0
+
+    @contextlib.contextmanager
+    def paused(self):
+        """Work between steps (grids, evaluations, checkpoints): counted in seconds(), left out of the
+        images/s of the stats line whose window it falls in, which measures the steps alone."""
+        if self.acc is not None and self.acc.is_cuda:  # the queued steps' time goes to their window, not this
+            torch.cuda.synchronize(self.acc.device)
+        t = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.t_log += time.perf_counter() - t
 
     def flush(self, step: int) -> None:
         """Read the accumulated means (the one host sync), check them, and log one line."""

@@ -23,6 +23,7 @@ from gankit.errors import GankitError
 from gankit.files import reason, write_text_atomic
 from gankit.run import MANIFEST, RunDir
 
+NOT_METRICS = ("num_samples", "num_real", "step", "seed", "ema", "modes_of")  # metrics.json keys that say what was scored
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
 LABELS = {"d_x": "D(x)", "d_g_z": "D(G(z))", "w_dist": "Wasserstein estimate", "gp": "gradient penalty",
           "d_real": "mean D(x)", "d_fake": "mean D(G(z))", "d_loss": "D loss", "g_loss": "G loss"}
@@ -123,9 +124,9 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     stats = run.read_stats()
     history = run.read_stats(run.metrics)
     final = _read_object(run.path / "metrics.json") if (run.path / "metrics.json").exists() else {}
-    grids = sorted(run.samples.glob("step-*.png")) if run.samples.exists() else []
-    frames = [{"step": int(m[1]), "src": _data_uri(p)} for p in grids
-              if (m := re.fullmatch(r"step-(\d+)\.png", p.name))]  # the trainer's grids, not copies made beside them
+    grids = run.samples.glob("step-*.png") if run.samples.exists() else []
+    frames = sorted(({"step": int(m[1]), "src": _data_uri(p)} for p in grids  # by step: past 999,999 the names
+                     if (m := re.fullmatch(r"step-(\d+)\.png", p.name))), key=lambda f: f["step"])  # outgrow their 6 digits
 
     charts = []
     if stats:  # whatever the run's objective logged (gankit.losses.LOGS): losses, then the rest in groups of 4
@@ -145,7 +146,8 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             charts.append(line_chart(f"{key} during training", steps, {key: [r.get(key) for r in history]}))
 
     progress = f", {stats[-1]['step']} steps, {stats[-1]['time_s']:.0f} s" if stats else ""
-    parts = [f"<h1>gankit run: {html.escape(run.path.name)}</h1>",
+    name = run.path.resolve().name  # `gankit report .` too
+    parts = [f"<h1>gankit run: {html.escape(name)}</h1>",
              f"<p>recipe <b>{html.escape(str(cfg.get('recipe')))}</b> on <b>{html.escape(str(cfg.get('dataset')))}</b>"
              f"{progress}</p>"]
     if frames:
@@ -168,10 +170,10 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
             "so no floor)" if "num_real" in final else f"the {dataset} test split"
         rows = []
         for k, v in final.items():
-            if k.endswith("_floor") or k in ("num_real", "step", "seed", "ema") or not isinstance(v, (int, float)):
+            if k.endswith("_floor") or k in NOT_METRICS or not isinstance(v, (int, float)):
                 continue
-            floor = final.get(f"{k}_floor")
-            rows.append(f"<tr><td>{html.escape(k)}</td><td>{_nice(v)}</td><td>{'' if floor is None else _nice(floor)}</td></tr>")
+            floor, of = final.get(f"{k}_floor"), f" of {final[k + '_of']}" if f"{k}_of" in final else ""
+            rows.append(f"<tr><td>{html.escape(k)}</td><td>{_nice(v)}{of}</td><td>{'' if floor is None else _nice(floor)}</td></tr>")
         parts.append('<section id="metrics"><h2>Final metrics</h2><table><tr><th>metric</th><th>this run</th>'
                      '<th>real vs real (floor)</th></tr>' + "".join(rows) + "</table>"
                      f"<p>{html.escape(str(final.get('num_samples', '')))} samples{_scored(final)} against {against}.</p>"
@@ -180,7 +182,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
         f"<tr><td>{html.escape(k)}</td><td>{html.escape(json.dumps(v))}</td></tr>" for k, v in cfg.items())
         + "</table></section>")
     page = ("<!doctype html><html><head><meta charset='utf-8'><title>gankit report: "
-            f"{html.escape(run.path.name)}</title><style>"
+            f"{html.escape(name)}</title><style>"
             "body{font-family:sans-serif;max-width:1000px;margin:2em auto;padding:0 1em;color:#222}"
             "img#grid{image-rendering:pixelated;max-width:100%;border:1px solid #ccc}"
             ".classes{display:flex;gap:2em;align-items:flex-start}.classgrid{display:flex}"

@@ -18,6 +18,7 @@ import pickle
 import re
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -200,6 +201,15 @@ class RunDir:
                 write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
         return notes
 
+    def remove_samples_after(self, step: int) -> int:
+        """Delete the sample grids drawn after `step` (on resume the steps after it are redone, and a
+        changed sample_every would leave them in the report's timeline); -> how many."""
+        late = [p for p in self.samples.glob("step-*.png") if re.fullmatch(r"step-\d+\.png", p.name)
+                and int(p.name[5:-4]) > step] if self.samples.is_dir() else []
+        for p in late:
+            p.unlink(missing_ok=True)
+        return len(late)
+
     def remove_stale_temps(self) -> list[str]:
         """Delete temp files left in the folder by a process killed mid-write; their names."""
         return remove_stale_temps(self.path) + [f"samples/{n}" for n in remove_stale_temps(self.samples)]
@@ -241,6 +251,10 @@ def load_checkpoint_sha256(run_or_checkpoint: str | os.PathLike,
 def _checkpoint_state(path: Path, source: Path | io.BytesIO, map_location: str | torch.device) -> dict[str, Any]:
     """The checkpoint dict torch.load reads from `source` (the file at `path`, or its bytes), checked,
     with 'config' as a Config; one line naming `path` where it is not a gankit checkpoint."""
+    if _is_torchscript(source):  # before torch.load, which would warn in two lines and then refuse it
+        raise GankitError(f"{path}: a TorchScript file (as gankit export writes), not a checkpoint; give the run "
+                          f"folder or its checkpoint.pt (a TorchScript generator loads with "
+                          f"gankit.export.load_torchscript)")
     try:
         state = torch.load(source, map_location=map_location, weights_only=True)
     except pickle.UnpicklingError as e:
@@ -257,6 +271,20 @@ def _checkpoint_state(path: Path, source: Path | io.BytesIO, map_location: str |
         state.setdefault("world_size", state["config"].get("world_size", 1))
     state["config"] = Config.from_dict(state["config"], origin=str(path), saved=True)
     return state
+
+
+def _is_torchscript(source: Path | io.BytesIO) -> bool:
+    """Whether `source` is a TorchScript archive: a zip holding code/ and constants.pkl, which a
+    torch.save checkpoint does not."""
+    try:
+        with zipfile.ZipFile(source) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return False
+    finally:
+        if isinstance(source, io.BytesIO):
+            source.seek(0)
+    return any(n.endswith("/constants.pkl") for n in names) and any("/code/" in n for n in names)
 
 
 def first_line(e: Exception) -> str:

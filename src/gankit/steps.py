@@ -12,6 +12,7 @@ CUDA graph (gankit.graphs).
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from typing import TYPE_CHECKING, Callable
 
@@ -70,7 +71,9 @@ def gan_update(s: State, reals: list[tuple[torch.Tensor, tuple]]) -> dict:
 
 def d_update(s: State, x_real, yr: tuple, z, yf: tuple, update: int) -> tuple[torch.Tensor, torch.Tensor, dict]:
     """(1) Update D: minimise the objective's d_loss on D(x) and D(G(z)) (both through s.augment),
-    plus λ·GP and γ/2·R1, γ/2·R2 if set, plus an auxiliary classifier's cross-entropy (acgan).
+    plus λ·GP and γ/2·R1, γ/2·R2 if set, plus an auxiliary classifier's cross-entropy (acgan). With
+    DiffAugment the penalties, like the loss, are of D∘augment, with respect to the images before
+    augmentation (as StyleGAN2-ADA takes R1), each with a draw of its own.
     Returns G(z) (with its graph when the G update reuses it, share_z), D(x) and the scalars to
     log. `update` counts D updates, for lazy R1/R2."""
     cfg, D, aug = s.cfg, s.D_run, s.augment
@@ -91,12 +94,12 @@ def d_update(s: State, x_real, yr: tuple, z, yf: tuple, update: int) -> tuple[to
                 stats["d_class"] = stats["d_class"] + auxiliary_classes(out_fake[:, 1:], *yf)
             d_loss = d_loss + cfg.acgan_weight * stats["d_class"]
         if cfg.gp_weight:
-            stats["gp"] = gradient_penalty(lambda x: D(x, *yr)[:, :1], x_real, x_fake)
+            stats["gp"] = gradient_penalty(lambda x: D(aug(x), *yr)[:, :1], x_real, x_fake)
             d_loss = d_loss + cfg.gp_weight * stats["gp"]
         for name, gamma, x, y in (("r1", cfg.r1_gamma, x_real, yr), ("r2", cfg.r2_gamma, x_fake, yf)):
             if gamma:  # lazily: every reg_every-th update, k times as strong (logged as k·value or 0: the same mean)
                 lazy = cfg.reg_every if update % cfg.reg_every == 0 else 0
-                penalty = gradient_norm(lambda x: D(x, *y)[:, :1], aug(x)) if lazy else torch.zeros((), device=x.device)
+                penalty = gradient_norm(lambda x: D(aug(x), *y)[:, :1], x) if lazy else torch.zeros((), device=x.device)
                 stats[name] = lazy * penalty
                 d_loss = d_loss + gamma / 2 * lazy * penalty
     s.opt_d.zero_grad(set_to_none=True)
@@ -169,7 +172,8 @@ def ssl_d_update(s: State, x_lab, y_lab, x_unl, z, update: int) -> dict:
                 l_lab, l_unl, l_fake = D(torch.cat([x_lab, x_unl, x_fake.to(x_lab.dtype)])).float().split(sizes)
             else:  # real images together, generated ones apart, as BatchNorm GANs do
                 l_lab, l_unl = D(torch.cat([x_lab, x_unl])).float().split(sizes[:2])
-                l_fake = D(x_fake).float()
+                with real_statistics(s.D):
+                    l_fake = D(x_fake).float()
             d_sup, d_unsup = ssl_supervised(l_lab, y_lab), ssl_unsupervised(l_unl, l_fake)
             d_loss = d_sup + cfg.unsup_weight * d_unsup
             extra = {"d_unsup": d_unsup, "d_x": torch.sigmoid(real_logit(l_unl)).mean(),
@@ -192,7 +196,7 @@ def ssl_g_update(s: State, x_real, z) -> dict:
     -log P(real | G(z))). D is frozen meanwhile."""
     cfg, D = s.cfg, s.D_run
     s.D.requires_grad_(False)
-    with s.amp:
+    with s.amp, real_statistics(s.D):
         with torch.no_grad():
             h_real = D.features(x_real).float()
         h_fake = D.features(s.G_run(z)).float()
@@ -206,6 +210,21 @@ def ssl_g_update(s: State, x_real, z) -> dict:
     s.opt_g.step()
     s.D.requires_grad_(True)
     return {"g_loss": g_loss, "g_fm": g_fm}
+
+
+@contextlib.contextmanager
+def real_statistics(D: torch.nn.Module):
+    """D's batch norm layers normalise each batch by its own statistics, as in training, without
+    moving their running statistics: those, which D uses in eval mode (a classifier D's test
+    accuracy), follow the real batches of the D update alone, not generated ones or the G update's."""
+    layers = [m for m in D.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm) and m.track_running_stats]
+    for m in layers:
+        m.track_running_stats = False  # in train mode: batch statistics, running buffers left alone
+    try:
+        yield
+    finally:
+        for m in layers:
+            m.track_running_stats = True
 
 
 @torch.no_grad()

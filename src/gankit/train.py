@@ -129,7 +129,8 @@ def _fit(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool)
 def loop(s: State) -> dict[str, Any]:
     cfg, log, start = s.cfg, s.log, s.step
     if s.step == 0:
-        save_samples(s, 0)
+        with log.paused():
+            save_samples(s, 0)
     step_fn = make_step(s)
     with stop_on_interrupt() as stop:
         while s.step < s.num_steps and not stop.agreed(s.world):
@@ -144,12 +145,13 @@ def loop(s: State) -> dict[str, Any]:
             step, last = s.step, s.step == s.num_steps
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
                 log.flush(step)
-            if step % cfg.sample_every == 0 or last:
-                save_samples(s, step)
-            if cfg.eval_every and (step % cfg.eval_every == 0 or last):
-                evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
-            if step % cfg.checkpoint_every == 0 or last:
-                checkpoint(s, step)
+            with log.paused():  # images/s counts the steps alone
+                if step % cfg.sample_every == 0 or last:
+                    save_samples(s, step)
+                if cfg.eval_every and (step % cfg.eval_every == 0 or last):
+                    evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
+                if step % cfg.checkpoint_every == 0 or last:
+                    checkpoint(s, step)
         interrupted = s.step < s.num_steps  # a stop was agreed: a run whose last step is done is finished
         if interrupted:  # Ctrl-C or SIGTERM: finish the step in hand, keep it, and say how to go on
             log.flush(s.step)
@@ -270,7 +272,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
               f"gankit: precision: {precision_why}", file=sys.stderr)
     if augment_note and world.main and resume_from is None:  # once, as a fresh run starts (the folder is written)
         print(f"gankit: note: {augment_note}", file=sys.stderr)
-    tb = SummaryWriter(str(run.path / "tensorboard")) if SummaryWriter else None
+    # a resume drops TensorBoard's points past the checkpoint's step (>= purge_step), as it cuts back stats.jsonl
+    tb = SummaryWriter(str(run.path / "tensorboard"), purge_step=step + 1 if resume_from else None) if SummaryWriter else None
     log = Monitor(run, world, step, num_steps, images_per_step, elapsed, progress, tb)
     log.last_checkpoint = step if resume_from else None
     best_fid = min((r["fid"] for r in run.read_stats(run.metrics) if "fid" in r), default=float("inf")) \
@@ -358,8 +361,9 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
         torch.cuda.set_rng_state(rng["cuda"][world.rank], device)
     check_left(cfg.out, step, num_steps)
 
-    def tidy() -> None:  # the folder as of the checkpoint: logs cut back, temp files of a killed run gone
+    def tidy() -> None:  # the folder as of the checkpoint: logs and grids cut back, temp files of a killed run gone
         stale = run.remove_stale_temps()
+        run.remove_samples_after(step)
         notes = run.truncate_stats(step) + ([f"{run.path}: removed {len(stale)} temp file(s) left by a process "
                                              f"killed mid-write ({', '.join(stale[:3])})"] if stale else [])
         write_text_atomic(run.config, cfg.to_json() + "\n")
@@ -421,14 +425,14 @@ def evaluate(s: State, at: int) -> None:
             G = s.sampler
             G.eval()
             m = evaluate_images((G, cfg), cfg.dataset, gan_metrics, cfg.eval_samples, device=str(s.device),
-                                seed=cfg.seed, progress=False, data_dir=cfg.data_dir)
+                                seed=cfg.seed, progress=False, data_dir=cfg.data_dir, download=cfg.download)
             s.G.train()
             row.update({k: v for k, v in m.items() if isinstance(v, (int, float))})
         if s.ssl and any(METRICS[m].needs == "classifier" for m in cfg.eval_metrics):
             row.update(s.ssl.test(s.D))
         s.run.append_metrics(row)
         for k, v in row.items():
-            if s.tb and k != "step":
+            if s.tb and k not in ("step", "num_samples"):
                 s.tb.add_scalar(f"eval/{k}", v, at)
     row = distributed.share(row, s.world)
     if row.get("fid", s.best_fid) < s.best_fid:

@@ -96,6 +96,9 @@ async function fixed(z, y) {  // the test hook: G on exactly these inputs, raw o
 }
 
 async function main() {
+  if (location.protocol === "file:")  // the browser refuses to fetch generator.onnx and ort's files from a file:// page
+    return fail("This page cannot run opened as a file: serve its folder over http, e.g. " +
+                "python -m http.server -d FOLDER, then open http://localhost:8000/");
   session = await ort.InferenceSession.create("generator.onnx", {executionProviders: ["wasm"]});
   const q = new URLSearchParams(location.search);
   if (q.has("z")) return fixed(JSON.parse(q.get("z")), JSON.parse(q.get("y") || "[]"));
@@ -103,7 +106,14 @@ async function main() {
     for (let k = 0; k < K; k++) $("class").add(new Option(`class ${k}`, k));
     $("picker").hidden = false;
   }
-  for (const id of ["class", "t"]) if (q.has(id)) $(id).value = q.get(id);  // e.g. ?class=3&t=0.5
+  for (const id of ["class", "t"]) {  // e.g. ?class=3&t=0.5; a value the control cannot take is said, not dropped
+    if (!q.has(id)) continue;
+    const want = q.get(id);
+    $(id).value = want;
+    if (id === "class" ? $(id).value !== want : !(Math.abs($(id).value - want) <= 0.0051))
+      fail(`?${id}=${want}: expected ` + (id === "t" ? "a number from 0 to 1" :
+           K ? `rows or a class from 0 to ${K - 1}` : "nothing: this generator draws no classes"));
+  }
   zA = noise(ROWS * COLS);
   zB = noise(ROWS * COLS);
   $("new").onclick = () => { zA = noise(ROWS * COLS); zB = noise(ROWS * COLS); $("t").value = 0; render(); };
