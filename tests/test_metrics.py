@@ -335,8 +335,8 @@ def test_inception_real_statistics_are_cached(tmp_path, monkeypatch, capsys):
 
     real_images = gankit.evaluate.real_images  # other images under the same name and count: a miss
 
-    def negated(*a, labels=False):
-        x = real_images(*a, labels=labels)
+    def negated(*a, labels=False, download=True):
+        x = real_images(*a, labels=labels, download=download)
         return (255 - x[0], x[1]) if labels else 255 - x
 
     monkeypatch.setattr(gankit.evaluate, "real_images", negated)

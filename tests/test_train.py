@@ -646,3 +646,25 @@ def test_a_resume_drops_grids_and_tensorboard_points_past_its_checkpoint(tmp_pat
     assert sorted(p.name for p in (run / "samples").iterdir()) == \
         ["step-000000.png", "step-000002.png", "step-000008.png"]
     assert writers == [None, 5]  # TensorBoard drops points at steps >= 5: the checkpoint's own are kept
+
+
+def test_a_folder_run_resumes_from_the_folders_new_place_and_says_when_its_images_changed(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    src, rng = tmp_path / "pics", np.random.default_rng(0)
+    src.mkdir()
+    for i in range(20):
+        Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(src / f"{i}.png")
+    train(small_config("cs231n-gan", tmp_path, dataset=f"folder:{src}", channels=1, image_size=28), progress=False)
+    run, moved = tmp_path / "cs231n-gan", src.rename(tmp_path / "moved")
+    with pytest.raises(GankitError, match="pics: no such directory"):
+        resume(run, steps=3, progress=False)
+    resume(run, steps=3, dataset=f"folder:{moved}", progress=False)  # the images moved: point the run there
+    assert load_checkpoint(run)["config"].dataset == f"folder:{moved.resolve()}"
+    assert "training images now" not in capsys.readouterr().err  # the same 20 images
+    Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(moved / "extra.png")
+    resume(run, steps=4, progress=False)
+    assert "holds 21 training images now, the run trained on 20: it goes on" in capsys.readouterr().err
+    with pytest.raises(GankitError, match="--dataset folder:PATH only points a folder run"):
+        resume(run, steps=5, dataset="mnist", progress=False)

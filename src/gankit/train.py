@@ -65,13 +65,18 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     """-> (the config a resume of `run` continues with, the checkpoint's state); see resume()."""
     allowed = {"steps", "epochs", "device", "precision", "data_dir", "log_every", "sample_every", "checkpoint_every",
                "threads", "compile", "cuda_graph", "eval_every", "eval_samples", "tensorboard"}
-    bad = sorted(set(overrides) - allowed)
+    bad = sorted(set(overrides) - allowed - {"dataset"})
     if bad:
-        raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))})")
+        raise GankitError(f"--resume: cannot change {', '.join(bad)} of an existing run (only {', '.join(sorted(allowed))}, "
+                          f"and --dataset folder:PATH where a folder run's images moved)")
     if Path(run).is_file():  # a run goes on in its own folder, from its last checkpoint
         raise GankitError(f"--resume {run}: a file; --resume takes a run folder ({Path(run).parent})")
     state = load_checkpoint(run)
     check_folder_config(Path(run), state["config"])
+    old = state["config"].dataset
+    if "dataset" in overrides and not (old.startswith("folder:") and str(overrides["dataset"]).startswith("folder:")):
+        raise GankitError(f"--resume: cannot change dataset of an existing run ({old}); --dataset folder:PATH only "
+                          f"points a folder run at the place its images moved to")
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
     if "epochs" in overrides and "steps" not in overrides:
         cfg.steps = None
@@ -228,6 +233,10 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
 
     # ---- data: the whole training split, and the budget in steps
     data = datasets.load_split(cfg)
+    trained_on = resume_from.get("num_train", len(data.x)) if resume_from is not None else len(data.x)
+    if trained_on != len(data.x) and world.main:  # a folder whose images were added or removed since
+        print(f"gankit: note: {cfg.dataset} holds {len(data.x)} training images now, the run trained on {trained_on}: "
+              f"it goes on, but not with the batches an uninterrupted run would have drawn", file=sys.stderr)
     augment, augment_note = resolve_diffaugment(cfg, data)  # "auto" resolved here too, recorded the same way
     cfg = with_data(dataclasses.replace(cfg, precision=precision, diffaugment=augment), data)
     images_per_step = cfg.batch_size * world.size * cfg.n_critic
@@ -407,7 +416,7 @@ def checkpoint(s: State, at: int, best: bool = False) -> None:
                 "opt_d": s.opt_d.state_dict(), **(s.ssl.state_dict() if s.ssl else {}),
                 **({"G_ema": s.G_ema.state_dict()} if s.G_ema is not None else {})}
         s.run.save_checkpoint({"format": 1, "step": at, "elapsed_s": s.log.seconds(), "world_size": world.size,
-                               **nets, "rng": rng, "config": s.cfg.to_dict()}, best=best)
+                               "num_train": len(s.x_all), **nets, "rng": rng, "config": s.cfg.to_dict()}, best=best)
     if not best:
         s.log.last_checkpoint = at
 
