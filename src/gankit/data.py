@@ -68,8 +68,9 @@ def load(spec: str, split: str = "train", data_dir: str | None = None, image_siz
     spec: one of DATASETS. "mnist" and "fashion-mnist" are (N, 1, 28, 28); channels=3 repeats the
     gray channel for RGB networks. "folder:PATH" reads every .png/.jpg/.jpeg/.webp/.bmp under PATH,
     but hidden files and folders, as RGB (channels=1: grayscale), scaled and center-cropped to
-    image_size (default 64); a folder has no split, so "test" gives the same images. "toy:ring8" / "toy:grid25" are float32 points
-    (50k train, 10k test) drawn from `seed`; image_size and channels do not apply to them.
+    image_size (default 64); a folder has no split, so "test" gives the same images. "toy:ring8" /
+    "toy:grid25" are float32 points (50k train, 10k test) drawn from `seed`; image_size and
+    channels do not apply to them.
     image_size: resize the images to image_size x image_size (bilinear, antialiased).
     data_dir: a folder with the IDX files, also where downloads go (default $GANKIT_DATA/<name>,
     else ~/.cache/gankit/<name>). download: allow a download when no local copy exists.

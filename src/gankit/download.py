@@ -25,6 +25,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from gankit.errors import DataError, GankitError
+from gankit.files import process_runs
 
 MIRRORS = {
     "mnist": ["https://ossci-datasets.s3.amazonaws.com/mnist/", "http://yann.lecun.com/exdb/mnist/"],
@@ -118,14 +119,8 @@ def _remove_orphaned_parts(dest: str) -> None:
         if not (entry.startswith(name + ".") and entry.endswith(f".{HOST}.part")):
             continue
         pid, _, rest = entry[len(name) + 1:-len(f".{HOST}.part")].partition("-")
-        if not (pid.isdigit() and rest):
-            continue
-        try:
-            os.kill(int(pid), 0)
-        except ProcessLookupError:
+        if pid.isdigit() and rest and not process_runs(int(pid)):
             _remove(os.path.join(folder, entry))
-        except OSError:  # running, under another user
-            pass
 
 
 def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str] | None = None) -> list[str]:

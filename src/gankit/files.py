@@ -92,6 +92,11 @@ def remove_stale_temps(folder: Path) -> list[str]:
 def _alive(pid: int) -> bool:
     if pid == os.getpid():
         return False  # this process writes one file at a time, never across a call to this function
+    return process_runs(pid)
+
+
+def process_runs(pid: int) -> bool:
+    """Whether process `pid` runs on this machine (someone else's included)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:

@@ -14,7 +14,6 @@ import html
 import json
 import math
 import os
-import re
 from itertools import zip_longest
 from pathlib import Path
 
@@ -124,9 +123,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     stats = run.read_stats()
     history = run.read_stats(run.metrics)
     final = _read_object(run.path / "metrics.json") if (run.path / "metrics.json").exists() else {}
-    grids = run.samples.glob("step-*.png") if run.samples.exists() else []
-    frames = sorted(({"step": int(m[1]), "src": _data_uri(p)} for p in grids  # by step: past 999,999 the names
-                     if (m := re.fullmatch(r"step-(\d+)\.png", p.name))), key=lambda f: f["step"])  # outgrow their 6 digits
+    frames = [{"step": step, "src": _data_uri(p)} for step, p in run.grids().items()]
 
     charts = []
     if stats:  # whatever the run's objective logged (gankit.losses.LOGS): losses, then the rest in groups of 4

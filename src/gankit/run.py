@@ -201,11 +201,16 @@ class RunDir:
                 write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows if r["step"] <= step))
         return notes
 
+    def grids(self) -> dict[int, Path]:
+        """The trainer's sample grids by step, in step order (not copies a user made beside them)."""
+        found = {int(m[1]): p for p in (self.samples.glob("step-*.png") if self.samples.is_dir() else [])
+                 if (m := re.fullmatch(r"step-(\d+)\.png", p.name))}
+        return dict(sorted(found.items()))  # by step: past 999,999 the names outgrow their 6 digits
+
     def remove_samples_after(self, step: int) -> int:
         """Delete the sample grids drawn after `step` (on resume the steps after it are redone, and a
         changed sample_every would leave them in the report's timeline); -> how many."""
-        late = [p for p in self.samples.glob("step-*.png") if re.fullmatch(r"step-\d+\.png", p.name)
-                and int(p.name[5:-4]) > step] if self.samples.is_dir() else []
+        late = [p for at, p in self.grids().items() if at > step]
         for p in late:
             p.unlink(missing_ok=True)
         return len(late)
