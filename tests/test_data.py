@@ -310,6 +310,21 @@ def test_a_folder_skips_hidden_files_and_says_what_else_it_skipped(tmp_path, cap
     d = data.load(f"folder:{tmp_path}", image_size=8)
     assert len(d.x) == 3 and (d.x[:, 0] >= 190).all() and (d.x[:, 2] <= 10).all()  # the red ones only
     assert "2 file(s) skipped, not .png/.jpg/.jpeg/.webp/.bmp (.gif, .txt)" in capsys.readouterr().err
+    data.load(f"folder:{tmp_path}", image_size=8)
+    assert "skipped" not in capsys.readouterr().err  # once a process
+
+
+def test_a_folder_note_is_said_by_rank_0_alone(tmp_path, capsys, monkeypatch):
+    """Under torchrun every rank loads the folder; one note, not one per process."""
+    Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
+    (tmp_path / "labels.txt").write_text("x")
+    monkeypatch.setenv("RANK", "1")
+    data.load(f"folder:{tmp_path}", image_size=8)
+    assert "skipped" not in capsys.readouterr().err
+    monkeypatch.setenv("RANK", "0")
+    monkeypatch.setattr(data, "_NOTED", set())  # as a new process would start
+    data.load(f"folder:{tmp_path}", image_size=8)
+    assert "1 file(s) skipped" in capsys.readouterr().err
 
 
 def test_folder_16_bit_grey_with_a_transparent_colour(tmp_path):

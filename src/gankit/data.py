@@ -160,12 +160,20 @@ class BatchIndices:
 _NOTED: set[tuple[str, str]] = set()  # notes said once a process: (data_dir, split) with no IDX files, (folder, "skipped")
 
 
+def _note_once(key: tuple[str, str], note: str) -> None:
+    """Print a note once a process (evaluations load the data again), and under torchrun on rank 0
+    alone: every rank loads the data, one says so."""
+    if key not in _NOTED:
+        _NOTED.add(key)
+        if os.environ.get("RANK", "0") == "0":
+            print(f"gankit: note: {note}", file=sys.stderr)
+
+
 def _note_passed_over(data_dir: str | None, name: str, split: str, instead: str) -> None:
-    """Say once a process that --data-dir was given but another copy of the data is read."""
-    if data_dir and (os.path.abspath(data_dir), split) not in _NOTED:  # evaluations load the splits again
-        _NOTED.add((os.path.abspath(data_dir), split))
-        print(f"gankit: note: --data-dir {data_dir} holds no IDX files of the {name} {split} split; "
-              f"reading {instead}", file=sys.stderr)
+    """Say that --data-dir was given but another copy of the data is read."""
+    if data_dir:
+        _note_once((os.path.abspath(data_dir), split),
+                   f"--data-dir {data_dir} holds no IDX files of the {name} {split} split; reading {instead}")
 
 
 def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bool):
@@ -306,10 +314,9 @@ def _load_folder(spec: str, size: int, channels: int) -> Dataset:
     if not files:
         raise DataError(f"{spec}: no {kinds} images found")
     other = sorted({p.suffix.lower() or p.name for p in found if p.suffix.lower() not in IMAGE_SUFFIXES})
-    if other and (str(root), "skipped") not in _NOTED:  # once a process: evaluations load the folder again
-        _NOTED.add((str(root), "skipped"))
-        print(f"gankit: note: {spec}: {len(found) - len(files)} file(s) skipped, not {kinds} "
-              f"({', '.join(other[:5])}{', ...' if len(other) > 5 else ''})", file=sys.stderr)
+    if other:
+        _note_once((str(root), "skipped"), f"{spec}: {len(found) - len(files)} file(s) skipped, not {kinds} "
+                                           f"({', '.join(other[:5])}{', ...' if len(other) > 5 else ''})")
     mode = "L" if channels == 1 else "RGB"
     x = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
     for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500, mininterval=bar_interval())):
