@@ -318,6 +318,7 @@ def test_a_folder_note_is_said_by_rank_0_alone(tmp_path, capsys, monkeypatch):
     """Under torchrun every rank loads the folder; one note, not one per process."""
     Image.new("RGB", (8, 8)).save(tmp_path / "a.png")
     (tmp_path / "labels.txt").write_text("x")
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as torchrun sets them
     monkeypatch.setenv("RANK", "1")
     data.load(f"folder:{tmp_path}", image_size=8)
     assert "skipped" not in capsys.readouterr().err

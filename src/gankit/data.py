@@ -25,7 +25,7 @@ from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from gankit import assets
-from gankit.distributed import World
+from gankit.distributed import World, from_env
 from gankit.download import MD5, fetch, md5sum
 from gankit.errors import DataError
 from gankit.idx import read_images_labels
@@ -165,7 +165,7 @@ def _note_once(key: tuple[str, str], note: str) -> None:
     alone: every rank loads the data, one says so."""
     if key not in _NOTED:
         _NOTED.add(key)
-        if os.environ.get("RANK", "0") == "0":
+        if from_env().main:
             print(f"gankit: note: {note}", file=sys.stderr)
 
 
