@@ -67,6 +67,24 @@ def test_real_images_score_as_the_test_split(tiny_evaluator, tmp_path):
     assert 0 < out["fid_floor"] and 0 < out["precision_floor"] <= 1 and 1 <= out["is_floor"] <= 10
 
 
+@pytest.mark.parametrize("channels", [1, 3])
+def test_a_perfect_32px_generator_scores_at_the_floor(tiny_evaluator, tmp_path, monkeypatch, channels):
+    """A run at 32 px trains on MNIST resized to 32 px; its perfect generator (those very images)
+    must score like the real test images, not pay for a 32 -> 28 round trip the real side skipped."""
+    pooled = lambda x, device="cpu", batch_size=50, progress=True, desc="": \
+        torch.nn.functional.avg_pool2d(x.float().mean(1, keepdim=True), 4).flatten(1)  # Inception reads grey as grey RGB
+    monkeypatch.setattr(gankit.evaluate, "inception_features", pooled)
+    x = datasets.to_float(datasets.load("mnist", "test", image_size=32, channels=channels).x)
+    pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(gankit.evaluate.SUBSET_SEED["test"]))[:300]
+    out = evaluate(x[pick], "mnist", "fid,pr,fid_inception", num_samples=300, cache_dir=tmp_path, progress=False,
+                   evaluator=Evaluator.load("mnist", weights_dir=tiny_evaluator))
+    assert out["fid"] == pytest.approx(0, abs=1e-3 * out["fid_floor"])
+    assert out["precision"] == out["recall"] == 1.0
+    assert out["fid_inception"] == pytest.approx(0, abs=1e-3 * out["fid_inception_floor"])
+    with pytest.raises(GankitError, match=rf"square images .*got samples of shape \({channels}, 32, 16\)"):
+        evaluate(x[pick, :, :, :16], "mnist", "fid", num_samples=300, cache_dir=tmp_path, progress=False)
+
+
 def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_path, monkeypatch, capsys):
     ev = Evaluator.load("mnist", weights_dir=tiny_evaluator)
     written, real_write = [], gankit.evaluate._write_cache

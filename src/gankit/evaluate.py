@@ -9,7 +9,8 @@ which also says which keys each adds to the result. accuracy scores a semi-super
 classifier rather than images, so only evaluate_run takes it.
 
 Every metric compares num_samples generated images with num_samples images of the test split (a
-fixed seeded subset), and every key also comes as KEY_floor: the same metric with num_samples
+fixed seeded subset, resized as gankit.data resizes a run's training images when the generated
+ones are not 28 px, so both sides meet every extractor's own resize alike), and every key also comes as KEY_floor: the same metric with num_samples
 training images in place of the generated ones, i.e. the score of a perfect generator at this
 sample count (FID does not reach 0 with finite samples). The real side (test features, their
 float64 mean/covariance and k-NN radii, the floors) is computed once and cached on disk in
@@ -100,13 +101,20 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
         if ev.dataset != dataset:
             raise GankitError(f"evaluate: the evaluator given was trained on {ev.dataset}, not {dataset}")
         result["evaluator"] = ev.sha256[:12]
-    if folder:  # the real side is loaded at the generated images' shape, so look at the first batch
-        first = next(batches)
-        batches = itertools.chain([first], batches)
-        real = {"folder": folder_images(dataset, num_samples, first.shape[1], first.shape[-1])}
-    else:  # the fixed subsets, loaded once for every reference
-        real = {"test": real_images(dataset, "test", num_samples, data_dir, download=download)}
-        real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True, download=download)
+    # The real side is loaded at the generated images' shape (a 32 px MNIST run is scored against
+    # MNIST resized to 32 px, as it trained on), so both go through every resize alike: look at the first batch.
+    first = next(batches)
+    batches = itertools.chain([first], batches)
+    if first.dim() != 4 or first.shape[1] not in (1, 3) or first.shape[-2] != first.shape[-1]:
+        raise GankitError(f"evaluate: expected square images (N, 1 or 3, H, H), got samples of shape {tuple(first.shape[1:])}")
+    size = first.shape[-1]
+    if folder:
+        real = {"folder": folder_images(dataset, num_samples, first.shape[1], size)}
+    else:  # the fixed subsets, loaded once for every reference; grey, which every extractor reads as a
+        # grey RGB image, so 3-channel samples of MNIST meet the same statistics in a third of the memory
+        real = {"test": real_images(dataset, "test", num_samples, data_dir, download=download, image_size=size)}
+        real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True,
+                                                  download=download, image_size=size)
     if ev is not None:
         ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
@@ -251,10 +259,12 @@ def default_cache_dir() -> Path:
 
 
 def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None = None,
-                labels: bool = False, download: bool = True) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-    """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28)
-    (and its labels, with labels=True)."""
-    data = datasets.load(dataset, split, data_dir=data_dir, download=download)
+                labels: bool = False, download: bool = True,
+                image_size: int | None = None) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+    """The fixed seeded subset of `split` that stands for the real data: uint8 (num_samples, 1, 28, 28),
+    or resized to image_size as gankit.data.load resizes a run's training images (and its labels,
+    with labels=True)."""
+    data = datasets.load(dataset, split, data_dir=data_dir, download=download, image_size=image_size)
     if num_samples > len(data.x):
         raise GankitError(f"num_samples {num_samples} exceeds the {len(data.x)} images of the {dataset} {split} split")
     pick = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
