@@ -6,6 +6,7 @@ import dataclasses
 import json
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +18,7 @@ import gankit.distributed
 import gankit.losses
 import gankit.train
 from gankit import data as datasets
+from gankit.config import Config
 from gankit.errors import GankitError
 from gankit.metrics import mode_coverage
 from gankit.recipes import RECIPES
@@ -89,6 +91,56 @@ def test_evaluating_during_training_leaves_the_run_as_it_was(tmp_path, tiny_data
     for key in ("G", "D", "opt_g", "opt_d"):
         assert same_state(a[key], b[key]), key
     assert same_state(a["rng"], b["rng"])
+
+
+def test_a_resume_keeps_the_best_checkpoint_among_fids_of_its_own_sample_count(tmp_path, tiny_data, monkeypatch):
+    """FIDs of 20 and of 30 samples do not compare (FID's bias depends on the count): after a resume
+    with another eval_samples, the best is chosen among the new count's."""
+    monkeypatch.setenv("GANKIT_DATA", str(tmp_path / "cache"))
+    cfg = small_config("wgan-gp", tmp_path, steps=4, eval_every=2, eval_samples=20, eval_metrics=["fid"])
+    train(cfg, progress=False)
+    run = RunDir(cfg.out)
+    rows = run.read_stats(run.metrics)
+    run.metrics.write_text("".join(json.dumps({**r, "fid": 0.0}) + "\n" for r in rows))  # unbeatable at 20 samples
+    resume(cfg.out, steps=6, eval_samples=30, progress=False)
+    assert [(r["step"], r["num_samples"]) for r in run.read_stats(run.metrics)] == [(2, 20), (4, 20), (6, 30)]
+    assert load_checkpoint(run.best)["step"] == 6
+
+
+def test_a_resume_removes_a_best_checkpoint_of_steps_it_redoes(tmp_path, tiny_data, capsys):
+    """Killed after a best checkpoint at step 4 but before the checkpoint there: the steps past 2 are
+    redone, so the best one from them goes (its metrics are cut back too)."""
+    cfg = small_config("cs231n-gan", tmp_path, steps=2)
+    train(cfg, progress=False)
+    run = RunDir(cfg.out)
+    shutil.copy(run.checkpoint, tmp_path / "at-2.pt")
+    resume(cfg.out, steps=4, progress=False)
+    shutil.copy(run.checkpoint, run.best)  # of step 4
+    shutil.copy(tmp_path / "at-2.pt", run.checkpoint)  # the last checkpoint the killed run wrote
+    capsys.readouterr()
+    resume(cfg.out, steps=3, progress=False)
+    assert not run.best.exists()
+    assert "checkpoint-best.pt: removed; it was of step 4, past the checkpoint's 2" in capsys.readouterr().err
+    shutil.copy(run.checkpoint, run.best)  # of step 3: an earlier step's best stays
+    resume(cfg.out, steps=5, progress=False)
+    assert load_checkpoint(run.best)["step"] == 3
+
+
+def test_a_resume_that_moves_an_lr_decay_schedule_says_so(tmp_path, tiny_data, capsys):
+    """lr_decay falls over the budget's last part: extending a run whose decay has begun raises the
+    rates again; extending one whose decay lies ahead under both budgets changes nothing."""
+    from gankit.build import lr_scale
+    from gankit.train import lr_budget_note
+
+    cfg = small_config("cs231n-gan", tmp_path, steps=4, lr_decay=0.5)
+    train(cfg, progress=False)
+    capsys.readouterr()
+    resume(cfg.out, steps=8, progress=False)
+    err = capsys.readouterr().err
+    assert "at step 4 the learning rates were 0x the recipe's (of 4 steps) and are 1x now (of 8), so they jump up" in err
+    assert lr_scale(4, 4, 0.5) == 0 and lr_scale(4, 8, 0.5) == 1
+    early = Config(steps=100, lr_decay=0.25)
+    assert lr_budget_note(early, dataclasses.replace(early, steps=200), 50, 200, 10) is None
 
 
 def test_resume_refuses_to_change_the_recipe(tmp_path, tiny_data, monkeypatch):
@@ -604,6 +656,17 @@ def test_the_loop_leaves_checkpoints_out_of_images_per_s(tmp_path, tiny_data, mo
     rows = RunDir(tmp_path / "toy").read_stats()
     assert [r["step"] for r in rows] == [2, 4, 6] and rows[-1]["time_s"] >= 1.0  # the run's clock counts them
     assert min(r["images_per_s"] for r in rows) > 3 * 2 * 16 / 0.5, rows  # 2 steps of 16 points a line
+
+
+def test_the_loop_pauses_only_where_a_grid_or_checkpoint_is_due(tmp_path, tiny_data, monkeypatch):
+    """On a GPU a pause waits for the queued steps (it times the work between them), so it is
+    entered where a grid, evaluation or checkpoint is due, never on every step."""
+    from gankit.monitor import Monitor
+
+    entered = []
+    monkeypatch.setattr(Monitor, "paused", contextlib.contextmanager(lambda self: (entered.append(1), (yield))[1]))
+    train(small_config("toy", tmp_path, steps=12, log_every=1, checkpoint_every=5, sample_every=4), progress=False)
+    assert len(entered) == 1 + 5  # the step-0 grid; grids at 4 and 8, checkpoints at 5 and 10, both at 12
 
 
 def test_the_progress_bar_redraws_seldom_into_a_file(monkeypatch):

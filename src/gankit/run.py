@@ -215,6 +215,19 @@ class RunDir:
             p.unlink(missing_ok=True)
         return len(late)
 
+    def remove_best_after(self, step: int) -> int | None:
+        """Delete checkpoint-best.pt where it was saved after `step` (by a run killed past its last
+        checkpoint: on resume those steps are redone, and the metrics that chose it are cut back);
+        -> the step it was of, or None where it is kept (absent, unreadable, or of an earlier step)."""
+        try:
+            at = torch.load(self.best, map_location="cpu", weights_only=True, mmap=True)["step"]
+        except Exception:  # absent, or not a checkpoint: not this method's to judge
+            return None
+        if not isinstance(at, int) or at <= step:
+            return None
+        self.best.unlink(missing_ok=True)
+        return at
+
     def remove_stale_temps(self) -> list[str]:
         """Delete temp files left in the folder by a process killed mid-write; their names."""
         return remove_stale_temps(self.path) + [f"samples/{n}" for n in remove_stale_temps(self.samples)]

@@ -150,13 +150,16 @@ def loop(s: State) -> dict[str, Any]:
             step, last = s.step, s.step == s.num_steps
             if step % cfg.log_every == 0 or step % cfg.checkpoint_every == 0 or last:
                 log.flush(step)
-            with log.paused():  # images/s counts the steps alone
-                if step % cfg.sample_every == 0 or last:
-                    save_samples(s, step)
-                if cfg.eval_every and (step % cfg.eval_every == 0 or last):
-                    evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
-                if step % cfg.checkpoint_every == 0 or last:
-                    checkpoint(s, step)
+            grid, scored = step % cfg.sample_every == 0 or last, cfg.eval_every and (step % cfg.eval_every == 0 or last)
+            saved = step % cfg.checkpoint_every == 0 or last
+            if grid or scored or saved:
+                with log.paused():  # images/s counts the steps alone (a pause waits for a GPU: only when due)
+                    if grid:
+                        save_samples(s, step)
+                    if scored:
+                        evaluate(s, step)  # before the checkpoint, which then holds the RNG state the next step sees
+                    if saved:
+                        checkpoint(s, step)
         interrupted = s.step < s.num_steps  # a stop was agreed: a run whose last step is done is finished
         if interrupted:  # Ctrl-C or SIGTERM: finish the step in hand, keep it, and say how to go on
             log.flush(s.step)
@@ -270,7 +273,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         if ssl:
             ssl.init_weights(D, x_all)
     else:
-        step, elapsed = restore(resume_from, cfg, run, world, device, (G, D, opt_g, opt_d, ssl, G_ema), num_steps)
+        step, elapsed = restore(resume_from, cfg, run, world, device, (G, D, opt_g, opt_d, ssl, G_ema), num_steps,
+                                per_epoch)
 
     # ---- what the loop logs
     if progress and world.main:
@@ -285,7 +289,8 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     tb = SummaryWriter(str(run.path / "tensorboard"), purge_step=step + 1 if resume_from else None) if SummaryWriter else None
     log = Monitor(run, world, step, num_steps, images_per_step, elapsed, progress, tb)
     log.last_checkpoint = step if resume_from else None
-    best_fid = min((r["fid"] for r in run.read_stats(run.metrics) if "fid" in r), default=float("inf")) \
+    best_fid = min((r["fid"] for r in run.read_stats(run.metrics)  # FIDs of one sample count compare; another's do not
+                    if "fid" in r and r.get("num_samples") == cfg.eval_samples), default=float("inf")) \
         if resume_from else float("inf")
     return State(cfg=cfg, world=world, device=device, run=run, G=G, D=D,
                  G_run=compile_or_eager(G, "G") if cfg.compile else G,
@@ -353,7 +358,7 @@ def dry_run_notes(cfg: Config) -> list[str]:
 
 
 def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, device: torch.device, trained,
-            num_steps: int) -> tuple[int, float]:
+            num_steps: int, per_epoch: int) -> tuple[int, float]:
     """Weights, optimisers and RNG streams from a checkpoint; the run folder's logs cut back to its
     step. -> (step, training seconds so far)."""
     G, D, opt_g, opt_d, ssl, G_ema = trained
@@ -373,14 +378,33 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
     def tidy() -> None:  # the folder as of the checkpoint: logs and grids cut back, temp files of a killed run gone
         stale = run.remove_stale_temps()
         run.remove_samples_after(step)
+        best_at = run.remove_best_after(step)
         notes = run.truncate_stats(step) + ([f"{run.path}: removed {len(stale)} temp file(s) left by a process "
                                              f"killed mid-write ({', '.join(stale[:3])})"] if stale else [])
+        if best_at is not None:
+            notes.append(f"{run.best}: removed; it was of step {best_at}, past the checkpoint's {step}, and those "
+                         f"steps are redone (the next evaluation better than those kept writes it again)")
+        if cfg.lr_decay and (jump := lr_budget_note(state["config"], cfg, step, num_steps, per_epoch)):
+            notes.append(jump)
         write_text_atomic(run.config, cfg.to_json() + "\n")
         for note in notes:
             print(f"gankit: note: {note}", file=sys.stderr)
 
     distributed.first(tidy, world)
     return step, state.get("elapsed_s", 0.0)
+
+
+def lr_budget_note(old: Config, cfg: Config, step: int, num_steps: int, per_epoch: int) -> str | None:
+    """lr_decay follows the budget: a resume that changes it where either budget's decay has begun
+    moves the learning rates at once; -> a note saying so, or None where they go on unchanged."""
+    before = old.steps or max(1, round(old.epochs * per_epoch))
+    was, now = lr_scale(step, before, cfg.lr_decay), lr_scale(step, num_steps, cfg.lr_decay)
+    if was == now:
+        return None
+    return (f"lr_decay={cfg.lr_decay} falls over the last part of the budget: at step {step} the learning rates "
+            f"were {was:.3g}x the recipe's (of {before} steps) and are {now:.3g}x now (of {num_steps}), so they "
+            f"jump {'up' if now > was else 'down'} here, and the run will not be the one that --steps {num_steps} "
+            f"from the start would have trained")
 
 
 # ---------------------------------------------------------------- what hangs off the loop
