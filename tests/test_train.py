@@ -721,7 +721,8 @@ def test_a_folder_run_resumes_from_the_folders_new_place_and_says_when_its_image
         Image.fromarray(rng.integers(0, 256, (28, 28), dtype=np.uint8)).save(src / f"{i}.png")
     train(small_config("cs231n-gan", tmp_path, dataset=f"folder:{src}", channels=1, image_size=28), progress=False)
     run, moved = tmp_path / "cs231n-gan", src.rename(tmp_path / "moved")
-    with pytest.raises(GankitError, match="pics: no such directory"):
+    with pytest.raises(GankitError, match=rf"pics: no such directory; if the run's images moved: gankit train "
+                       rf"--resume {run} --dataset folder:NEWPATH"):
         resume(run, steps=3, progress=False)
     resume(run, steps=3, dataset=f"folder:{moved}", progress=False)  # the images moved: point the run there
     assert load_checkpoint(run)["config"].dataset == f"folder:{moved.resolve()}"
@@ -731,3 +732,12 @@ def test_a_folder_run_resumes_from_the_folders_new_place_and_says_when_its_image
     assert "holds 21 training images now, the run trained on 20: it goes on" in capsys.readouterr().err
     with pytest.raises(GankitError, match="--dataset folder:PATH only points a folder run"):
         resume(run, steps=5, dataset="mnist", progress=False)
+    # a resume to yet another place, killed before its first checkpoint, left config.json naming it:
+    # the checkpoint's folder is still the run's, and the next resume goes on from it, saying so
+    saved = json.loads((run / "config.json").read_text())
+    (run / "config.json").write_text(json.dumps({**saved, "dataset": f"folder:{tmp_path / 'elsewhere'}"}))
+    capsys.readouterr()
+    resume(run, steps=5, progress=False)
+    assert f"a resume with --dataset folder:{tmp_path / 'elsewhere'} trains on the folder config.json names" \
+        in capsys.readouterr().err
+    assert load_checkpoint(run)["step"] == 5

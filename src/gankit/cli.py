@@ -107,7 +107,8 @@ def _parser() -> argparse.ArgumentParser:
     t = sub.add_parser("train", help="train a recipe (or --resume a run)", epilog=EXAMPLES,
                        formatter_class=argparse.RawDescriptionHelpFormatter)
     t.add_argument("recipe", nargs="?", help="recipe name (see `gankit recipes`)")
-    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint")
+    t.add_argument("--resume", metavar="RUN", help="continue the run in this folder from its checkpoint "
+                   "(with --dataset folder:NEWPATH where a folder run's images moved)")
     budget = t.add_mutually_exclusive_group()
     for flag, field, kwargs in TRAIN_FLAGS:
         (budget if field in ("steps", "epochs") else t).add_argument(flag, dest=field, **kwargs)

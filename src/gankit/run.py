@@ -342,7 +342,8 @@ def check_folder_config(run: Path, saved: Config) -> None:
         raise GankitError(f"{path}: not a readable config ({e}); the checkpoint holds the run's config: "
                           f"restore config.json or delete it to resume from the checkpoint") from None
     ours = saved.to_dict()
-    for key in ("recipe", "dataset"):
+    moved = str(folder.get("dataset")).startswith("folder:") and ours["dataset"].startswith("folder:")
+    for key in ("recipe",) + (() if moved else ("dataset",)):  # a folder run's images may move (--dataset folder:NEW)
         if key in folder and folder[key] != ours[key]:
             raise GankitError(f"--resume {run}: the checkpoint is a {ours['recipe']} run on {ours['dataset']} but "
                               f"{path} says {folder.get('recipe')} on {folder.get('dataset')}; refusing to mix "
@@ -350,6 +351,8 @@ def check_folder_config(run: Path, saved: Config) -> None:
     changed = [f"{k} ({folder[k]!r} in config.json, {ours[k]!r} in the checkpoint)"
                for k in sorted(folder) if k in ours and k != "out" and folder[k] != ours[k]]
     if changed:
+        where = (f"; a resume with --dataset {folder['dataset']} trains on the folder config.json names (written by a "
+                 f"resume stopped before its first checkpoint)" if moved and folder["dataset"] != ours["dataset"] else "")
         print(f"gankit: note: {path} differs from the checkpoint's config in {', '.join(changed)}; the checkpoint's "
-              f"config wins and config.json is rewritten from it (change a budget with --steps/--epochs)",
+              f"config wins and config.json is rewritten from it (change a budget with --steps/--epochs){where}",
               file=sys.stderr)

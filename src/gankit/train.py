@@ -32,7 +32,7 @@ from gankit import distributed, graphs
 from gankit.augment import diff_augment
 from gankit.build import build, build_settings, compile_or_eager, lr_scale, mixes_samples, put_back, set_lr
 from gankit.config import AUGMENTATIONS, Config, is_semi_supervised, validate, with_data
-from gankit.errors import GankitError, Interrupted
+from gankit.errors import DataError, GankitError, Interrupted
 from gankit.files import write_text_atomic
 from gankit.hardware import autocast, pick_device, resolve_precision
 from gankit.images import make_grid, save_grid, save_points
@@ -74,7 +74,8 @@ def resumed_config(run: str | Path, **overrides: Any) -> tuple[Config, dict]:
     state = load_checkpoint(run)
     check_folder_config(Path(run), state["config"])
     old = state["config"].dataset
-    if "dataset" in overrides and not (old.startswith("folder:") and str(overrides["dataset"]).startswith("folder:")):
+    if "dataset" in overrides and overrides["dataset"] != old and \
+            not (old.startswith("folder:") and str(overrides["dataset"]).startswith("folder:")):
         raise GankitError(f"--resume: cannot change dataset of an existing run ({old}); --dataset folder:PATH only "
                           f"points a folder run at the place its images moved to")
     cfg = Config.from_dict({**state["config"].to_dict(), **overrides, "out": str(run)})
@@ -235,7 +236,12 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
         print(f"gankit: warning: {warning}", file=sys.stderr)
 
     # ---- data: the whole training split, and the budget in steps
-    data = datasets.load_split(cfg)
+    try:
+        data = datasets.load_split(cfg)
+    except DataError as e:  # a folder run whose images moved: say how to point it at their new place
+        moved = resume_from is not None and cfg.dataset.startswith("folder:") and not Path(cfg.dataset[7:]).is_dir()
+        raise DataError(f"{e}; if the run's images moved: gankit train --resume {cfg.out} --dataset folder:NEWPATH"
+                        if moved else str(e)) from None
     trained_on = resume_from.get("num_train", len(data.x)) if resume_from is not None else len(data.x)
     if trained_on != len(data.x) and world.main:  # a folder whose images were added or removed since
         print(f"gankit: note: {cfg.dataset} holds {len(data.x)} training images now, the run trained on {trained_on}: "
