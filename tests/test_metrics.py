@@ -117,6 +117,17 @@ def test_inception_score_by_hand_and_against_the_reference_formula():
     assert mean == pytest.approx(np.mean(scores), rel=1e-12) and std == pytest.approx(np.std(scores), rel=1e-9)
 
 
+def test_the_is_metric_keeps_its_splits_big_enough_to_mean_something():
+    """Ten splits of one sample would score any images 1 (each is its own marginal), of two at most 2: a small sample
+    count gets fewer splits of at least 100; from 1,000 on, the reference's 10."""
+    from gankit.metrics import is_splits
+
+    assert [is_splits(n) for n in (10, 199, 200, 350, 999, 1000, 50_000)] == [1, 1, 2, 3, 9, 10, 10]
+    probs = F.one_hot(torch.arange(20) % 10, 10).float()  # 20 confident, balanced samples
+    assert inception_score(probs, num_splits=10)[0] == pytest.approx(2.0)  # 10 splits of 2 cannot score above 2
+    assert inception_score(probs, num_splits=is_splits(20))[0] == pytest.approx(10.0)
+
+
 def test_inception_score_rejects_bad_input():
     with pytest.raises(GankitError, match="splits"):
         inception_score(np.full((5, 2), 0.5))
@@ -335,8 +346,9 @@ def test_inception_real_statistics_are_cached(tmp_path, monkeypatch, capsys):
 
     real_images = gankit.evaluate.real_images  # other images under the same name and count: a miss
 
-    def negated(*a, labels=False, download=True):
-        x = real_images(*a, labels=labels, download=download)
+    def negated(*a, **kw):
+        x = real_images(*a, **kw)
+        labels = kw.get("labels", False)
         return (255 - x[0], x[1]) if labels else 255 - x
 
     monkeypatch.setattr(gankit.evaluate, "real_images", negated)

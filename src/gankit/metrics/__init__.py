@@ -18,7 +18,7 @@ from gankit.errors import GankitError
 from gankit.metrics.conditional import conditional_accuracy
 from gankit.metrics.evaluator import Evaluator, EvaluatorNet
 from gankit.metrics.fid import frechet_distance
-from gankit.metrics.inception_score import inception_score
+from gankit.metrics.inception_score import inception_score, is_splits
 from gankit.metrics.modes import class_coverage
 from gankit.metrics.precision_recall import knn_radii, precision_recall
 from gankit.metrics.stats import RunningStats, mean_cov
@@ -52,7 +52,7 @@ def _fid(e: Embedded) -> dict[str, float]:  # sqrtm(sigma_fake sigma_real), Styl
 
 
 def _is(e: Embedded) -> dict[str, float]:
-    score, std = inception_score(e.probs)
+    score, std = inception_score(e.probs, num_splits=is_splits(len(e.probs)))
     return {"is": score, "is_std": std}
 
 
@@ -103,5 +103,5 @@ def check_metrics(names, dataset: str) -> None:
         model_path()
 
 __all__ = ["DEFAULT_METRICS", "METRICS", "Embedded", "Evaluator", "EvaluatorNet", "Metric", "RunningStats",
-           "class_coverage", "frechet_distance", "inception_score", "knn_radii", "mean_cov", "mode_coverage",
+           "class_coverage", "frechet_distance", "inception_score", "is_splits", "knn_radii", "mean_cov", "mode_coverage",
            "precision_recall"]

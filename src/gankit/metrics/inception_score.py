@@ -6,7 +6,9 @@ from class probabilities, as the reference implementation (openai/improved-gan,
 inception_score/model.py) computes it: the samples are cut into 10 consecutive splits, p(y) is the
 mean of p(y|x) within a split, and the result is the mean and (population) standard deviation of
 the per-split scores. It ranges from 1 (every sample the same class distribution) to the number of
-classes (confident and balanced). In gankit p(y|x) comes from the dataset's evaluator CNN, not
+classes (confident and balanced). A split needs enough samples for its p(y) (one sample is its own
+marginal, and scores 1), so gankit's metric cuts fewer than 1,000 samples into as many splits of at
+least 100 as they fill, one below 200 (is_splits); 1,000 or more get the reference's 10. In gankit p(y|x) comes from the dataset's evaluator CNN, not
 from Inception, so the numbers compare across gankit runs, not with published ImageNet scores.
 """
 
@@ -15,6 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from gankit.errors import GankitError
+
+
+def is_splits(n: int) -> int:
+    """How many splits the `is` metric cuts n samples into: 10, or for fewer than 1,000 one per 100 (at least one)."""
+    return max(1, min(10, n // 100))
 
 
 def inception_score(probs, num_splits: int = 10) -> tuple[float, float]:
