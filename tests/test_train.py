@@ -10,6 +10,7 @@ import shutil
 import signal
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -670,16 +671,22 @@ def test_the_loop_pauses_only_where_a_grid_or_checkpoint_is_due(tmp_path, tiny_d
 
 
 def test_the_progress_bar_redraws_seldom_into_a_file(monkeypatch):
-    from gankit.progress import bar_interval
+    from gankit.progress import bar_intervals
 
     monkeypatch.setattr(sys.stderr, "isatty", lambda: False)
     monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
-    assert bar_interval() == 30.0  # nohup, Slurm, CI: a few hundred redraws a run, not thousands
+    # nohup, Slurm, CI: a few hundred redraws a run, not thousands, and tqdm's monitor thread, which
+    # redraws a bar idle for maxinterval, no more often
+    assert bar_intervals() == {"mininterval": 30.0, "maxinterval": 30.0}
     monkeypatch.setitem(sys.modules, "ipykernel", sys)  # a notebook's widget is watched
-    assert bar_interval() == 0.5
+    assert bar_intervals()["mininterval"] == 0.5
     monkeypatch.delitem(sys.modules, "ipykernel")
     monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
-    assert bar_interval() == 0.5
+    assert bar_intervals() == {"mininterval": 0.5, "maxinterval": 10.0}
+    src = Path(gankit.train.__file__).parent
+    for name in ("monitor", "data", "evaluate", "metrics/fid_inception"):  # every bar of a long job takes them
+        text = (src / f"{name}.py").read_text()
+        assert text.count("tqdm(") == text.count("**bar_intervals()") > 0, name
 
 
 def test_a_resume_drops_grids_and_tensorboard_points_past_its_checkpoint(tmp_path, tiny_data, monkeypatch):

@@ -29,7 +29,7 @@ from gankit.distributed import World, from_env
 from gankit.download import MD5, fetch, md5sum
 from gankit.errors import DataError
 from gankit.idx import read_images_labels
-from gankit.progress import bar_interval
+from gankit.progress import bar_intervals
 
 try:
     from numpy._core.multiarray import _reconstruct
@@ -319,7 +319,7 @@ def _load_folder(spec: str, size: int, channels: int) -> Dataset:
                                            f"({', '.join(other[:5])}{', ...' if len(other) > 5 else ''})")
     mode = "L" if channels == 1 else "RGB"
     x = torch.empty((len(files), channels, size, size), dtype=torch.uint8)
-    for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500, mininterval=bar_interval())):
+    for i, file in enumerate(tqdm(files, desc=spec, unit="img", disable=len(files) <= 500, **bar_intervals())):
         x[i] = torch.from_numpy(_read_image(file, mode, size)).view(size, size, channels).permute(2, 0, 1)
     # named by its absolute path, which config.json records: the run evaluates and resumes from any directory
     return Dataset(f"folder:{root.resolve()}", x, torch.full((len(files),), -1, dtype=torch.int64), "image", [])

@@ -50,7 +50,7 @@ from gankit.metrics.evaluator import DATASETS, Evaluator
 from gankit.metrics.fid import frechet_distance
 from gankit.metrics.fid_inception import BATCH_SIZE, MODEL_SHA1, inception_features, inception_precision
 from gankit.metrics.stats import RunningStats
-from gankit.progress import bar_interval
+from gankit.progress import bar_intervals
 from gankit.run import find_checkpoint, load_checkpoint_sha256
 from gankit.sample import generator_weights, has_generator, networks_of, sample_noise
 
@@ -124,7 +124,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
     # One pass over the generated images feeds every feature extractor: nothing is stored but features.
     stats, inc_stats, feats, logits = RunningStats(), RunningStats(), [], []
     with tqdm(total=num_samples, desc="evaluate", unit="img", disable=not progress, dynamic_ncols=True,
-              mininterval=bar_interval()) as bar:
+              **bar_intervals()) as bar:
         for x in batches:
             if ev is not None:
                 f, y = ev.features_and_logits(x)

@@ -12,7 +12,7 @@ from tqdm.auto import tqdm
 
 from gankit import distributed
 from gankit.errors import GankitError
-from gankit.progress import bar_interval
+from gankit.progress import bar_intervals
 from gankit.run import RunDir
 
 
@@ -37,7 +37,7 @@ class Monitor:
         self.t0 = self.t_log = time.perf_counter()
         self.step_log = step
         self.last_checkpoint: int | None = None
-        self.bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, mininterval=bar_interval(),
+        self.bar = tqdm(total=num_steps, initial=step, unit="step", dynamic_ncols=True, **bar_intervals(),
                         disable=not (progress and world.main))
 
     def add(self, stats: dict[str, torch.Tensor]) -> None:

@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from gankit import assets
 from gankit.errors import GankitError
+from gankit.progress import bar_intervals
 from gankit.hardware import resolve_precision
 
 MODEL_FILE = "default_1.pt"
@@ -184,7 +185,7 @@ def inception_features(x: torch.Tensor, device: str | torch.device = "cpu", batc
         warnings.warn(f"fid_inception: {warning}", stacklevel=3)  # past inference_mode's wrapper
     net = load_inception(str(device))
     out = []
-    with tqdm(total=len(x), desc=desc, unit="img", disable=not progress, dynamic_ncols=True) as bar:
+    with tqdm(total=len(x), desc=desc, unit="img", disable=not progress, dynamic_ncols=True, **bar_intervals()) as bar:
         for i in range(0, len(x), batch_size):
             with torch.autocast(device.type, torch.bfloat16, enabled=precision == "bf16"):
                 out.append(net(preprocess(x[i:i + batch_size].to(device))).float().cpu())
