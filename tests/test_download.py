@@ -174,6 +174,26 @@ def test_parts_of_killed_downloads_are_removed_and_running_ones_kept(server, mni
     assert not orphan.exists() and running.exists() and elsewhere.exists() and other.exists()
 
 
+def test_an_orphaned_part_that_cannot_be_removed_does_not_stop_the_download(server, mnist_files, tmp_path,
+                                                                            monkeypatch):
+    """Another user's .part in a shared folder (sticky bit: not ours to delete) is left where it is."""
+    import subprocess
+
+    from gankit.download import HOST
+
+    base, _, _ = server
+    name = "t10k-labels-idx1-ubyte.gz"
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    theirs = tmp_path / f"{name}.{gone.pid}-abc123.{HOST}.part"
+    theirs.write_bytes(b"half")
+    real_remove = download._remove
+    monkeypatch.setattr(download, "_remove", lambda path: (_ for _ in ()).throw(PermissionError(13, "Permission denied"))
+                        if path == str(theirs) else real_remove(path))
+    assert download_file([base + "good/" + name], str(tmp_path / name), md5(mnist_files[0][name])) == str(tmp_path / name)
+    assert theirs.exists() and (tmp_path / name).exists()
+
+
 def test_a_download_folder_that_cannot_be_made_is_named(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(DataError, match=r"file/sub: cannot write the download there .*\$GANKIT_DATA"):
@@ -248,6 +268,22 @@ def test_load_download_failure_says_what_was_tried(server, tmp_path, monkeypatch
             f"mnist.pkl.gz is not cached (fetch it: python -m gankit.assets mnist), download failed: could not download train-images-idx3-ubyte.gz: "
             f"{base}missing/train-images-idx3-ubyte.gz (HTTP 404)")):
         data.load("mnist", data_dir=str(tmp_path))
+
+
+def test_a_half_download_that_cannot_be_finished_says_so(server, mnist_files, tmp_path, monkeypatch):
+    base, _, _ = server
+    files, _ = mnist_files
+    for file, raw in files.items():
+        monkeypatch.setitem(download.MD5["mnist"], file, md5(raw))
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "t10k-images-idx3-ubyte.gz").write_bytes(files["t10k-images-idx3-ubyte.gz"])  # the labels never came
+    monkeypatch.setenv("GANKIT_MIRROR", base + "missing/")
+    with pytest.raises(DataError, match=re.escape(
+            f"mnist: {half} holds one of the test split's two files, from a download that stopped; finishing it "
+            f"failed: could not download t10k-labels-idx1-ubyte.gz: {base}missing/t10k-labels-idx1-ubyte.gz (HTTP 404)")):
+        data.load("mnist", "test", data_dir=str(half))
+    assert sorted(p.name for p in half.iterdir()) == ["t10k-images-idx3-ubyte.gz"]  # the half kept for next time
 
 
 def test_gankit_data_is_the_default_cache(server, mnist_files, tmp_path, monkeypatch):

@@ -185,8 +185,11 @@ def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bo
         except DataError:
             if not (allow_download and _downloaded_half(name, data_dir, split)):
                 raise
-            # a download into data_dir that stopped between its two files: finish it
-            paths = fetch(name, [stem + ".gz" for stem in FILES[split]], data_dir)
+            try:  # a download into data_dir that stopped between its two files: finish it
+                paths = fetch(name, _gz_files(split), data_dir)
+            except DataError as e:
+                raise DataError(f"{name}: {data_dir} holds one of the {split} split's two files, from a download "
+                                f"that stopped; finishing it failed: {e}") from None
         if paths:
             return read_images_labels(*paths)
         tried.append(f"no IDX files in {data_dir}")
@@ -206,7 +209,7 @@ def _read_arrays(name: str, split: str, data_dir: str | None, allow_download: bo
         raise DataError(f"{name}: no data found: {', '.join(tried)}, download disabled")
     cache = data_dir or os.path.join(assets.cache_root(), name)
     try:
-        paths = fetch(name, [stem + ".gz" for stem in FILES[split]], cache)
+        paths = fetch(name, _gz_files(split), cache)
     except DataError as e:
         raise DataError(f"{name}: no data found: {', '.join(tried)}, download failed: {e}") from None
     return read_images_labels(*paths)
@@ -230,8 +233,13 @@ def _idx_paths(directory: str, split: str) -> list[str] | None:
 def _downloaded_half(name: str, directory: str, split: str) -> bool:
     """Whether `directory` holds one of the split's two files exactly as the download writes it (the
     standard .gz, its md5 checked): a download stopped between the two, which the next may finish."""
-    present = [stem + ".gz" for stem in FILES[split] if os.path.isfile(os.path.join(directory, stem + ".gz"))]
+    present = [f for f in _gz_files(split) if os.path.isfile(os.path.join(directory, f))]
     return len(present) == 1 and md5sum(os.path.join(directory, present[0])) == MD5[name][present[0]]
+
+
+def _gz_files(split: str) -> list[str]:
+    """The split's two files as the download names them: images, labels (the standard .gz)."""
+    return [stem + ".gz" for stem in FILES[split]]
 
 
 _HUB_CACHE: dict[str, dict[str, tuple[np.ndarray, np.ndarray]]] = {}  # decoding takes ~1 s

@@ -120,7 +120,10 @@ def _remove_orphaned_parts(dest: str) -> None:
             continue
         pid, _, rest = entry[len(name) + 1:-len(f".{HOST}.part")].partition("-")
         if pid.isdigit() and rest and not process_runs(int(pid)):
-            _remove(os.path.join(folder, entry))
+            try:
+                _remove(os.path.join(folder, entry))
+            except OSError:  # another user's, in a shared folder: tidying is not worth failing the download for
+                pass
 
 
 def fetch(dataset: str, names: list[str], dest_dir: str, mirror: str | list[str] | None = None) -> list[str]:
