@@ -226,7 +226,7 @@ def toy_modes(G: torch.nn.Module, cfg, dataset: str, num_samples: int, seed: int
         raise GankitError(f"evaluate: the generator makes {tuple(points.shape[1:])} samples, not 2-D points")
     centers, std = datasets.toy_centers(dataset), datasets.TOY_STD[dataset]
     real = datasets.load(dataset, "test", seed=cfg.seed).x  # the run's own test points
-    real = real[torch.randperm(len(real), generator=torch.Generator().manual_seed(SUBSET_SEED["test"]))[:num_samples]]
+    real = real[subset(len(real), num_samples, "test")]
     got, floor = mode_coverage(points, centers, std), mode_coverage(real, centers, std)
     return {"dataset": dataset, "num_samples": num_samples, "modes": got["modes"], "modes_of": got["of"],
             "modes_floor": floor["modes"], "high_quality": got["high_quality"], "high_quality_floor": floor["high_quality"]}
@@ -267,8 +267,14 @@ def real_images(dataset: str, split: str, num_samples: int, data_dir: str | None
     data = datasets.load(dataset, split, data_dir=data_dir, download=download, image_size=image_size)
     if num_samples > len(data.x):
         raise GankitError(f"num_samples {num_samples} exceeds the {len(data.x)} images of the {dataset} {split} split")
-    pick = torch.randperm(len(data.x), generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
+    pick = subset(len(data.x), num_samples, split)
     return (data.x[pick], data.y[pick]) if labels else data.x[pick]
+
+
+def subset(n: int, num_samples: int, split: str) -> torch.Tensor:
+    """Which num_samples of n real images (or points) stand for `split`: a fixed seeded pick, so
+    cached statistics stay valid."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(SUBSET_SEED[split]))[:num_samples]
 
 
 def folder_images(dataset: str, num_samples: int, channels: int, size: int) -> torch.Tensor:
@@ -279,7 +285,7 @@ def folder_images(dataset: str, num_samples: int, channels: int, size: int) -> t
         raise GankitError(f"{dataset}: {len(x)} image{'s' * (len(x) != 1)}; fid_inception needs at least "
                           f"{MIN_SAMPLES} real images to estimate their statistics")
     if len(x) > num_samples:
-        x = x[torch.randperm(len(x), generator=torch.Generator().manual_seed(SUBSET_SEED["test"]))[:num_samples]]
+        x = x[subset(len(x), num_samples, "test")]
     return x
 
 
