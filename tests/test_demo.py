@@ -22,9 +22,9 @@ import pytest
 import torch
 from test_report import CHROMIUM
 
+import gankit.demo
 from gankit.cli import main
 from gankit.data import to_signed
-import gankit.demo
 from gankit.demo import ORT_BUILDS, ORT_PACKAGE, ORT_VERSION, demo, ort_files
 from gankit.errors import GankitError
 from gankit.export import export as real_export
@@ -285,8 +285,17 @@ def test_a_cache_that_cannot_be_written_is_named(run_of, tmp_path, monkeypatch):
 
 
 def test_a_run_of_points_is_refused(run_of, tmp_path):
+    for name in ("ort.wasm.min.js", *ORT_BUILDS["ort.wasm.min.js"]):  # a stand-in build: never copied
+        (tmp_path / name).write_text("")
     with pytest.raises(GankitError, match="a run of 2-D points; gankit demo draws images"):
         demo(run_of("toy"), tmp_path / "site", ort_dir=tmp_path)
+    assert not (tmp_path / "site").exists()
+
+
+def test_a_missing_ort_dir_is_named_before_any_export(run_of, tmp_path, monkeypatch):
+    monkeypatch.setattr(gankit.demo, "export", lambda *a: pytest.fail("exported before checking --ort-dir"))
+    with pytest.raises(GankitError, match=r"--ort-dir .*nope: no such folder$"):
+        demo(run_of("cs231n-gan"), tmp_path / "site", ort_dir=tmp_path / "nope")
     assert not (tmp_path / "site").exists()
 
 

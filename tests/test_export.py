@@ -147,6 +147,35 @@ def test_cli_refusals_are_one_line(run_of, tmp_path, capsys):
     assert main(["export", str(run), "-o", str(tmp_path)]) == 2 and "is a folder" in capsys.readouterr().err
 
 
+def test_an_output_that_would_replace_the_runs_own_files_is_refused(run_of, tmp_path):
+    """-o RUN/checkpoint.pt would put the export (or a report) where the training state was."""
+    import hashlib
+    import shutil
+
+    from gankit.report import build_report
+
+    run = run_of("mlp")
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir() if p.is_file()}
+    for name in ("checkpoint.pt", "config.json"):
+        with pytest.raises(GankitError, match=rf"-o .*{name}: would replace the run's own {name} .*nothing written"):
+            export(run, run / name, fmt="torchscript")
+    with pytest.raises(GankitError, match=r"would replace the run's own checkpoint.pt"):
+        build_report(run, run / "checkpoint.pt")
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in run.iterdir() if p.is_file()} == before
+    mine = shutil.copy(run / "checkpoint.pt", tmp_path / "g.pt")  # a checkpoint file given as the source
+    with pytest.raises(GankitError, match="would replace the run's own g.pt .the checkpoint read"):
+        export(mine, mine)
+    assert load_torchscript(export(mine, tmp_path / "h.pt"))[1]["step"] == 2  # any other name is fine
+
+
+def test_onnx_on_a_torch_too_old_for_its_exporter_says_what_is_needed(run_of, tmp_path, monkeypatch):
+    monkeypatch.setattr(torch, "__version__", "2.5.1+cpu")
+    with pytest.raises(GankitError, match=r"ONNX export needs torch >= 2.6 .*this is torch 2.5.1\+cpu: upgrade torch, "
+                                          r"or export --format torchscript"):
+        export(run_of("mlp"), tmp_path / "g.onnx")
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_baseline_run_has_no_generator(run_of, tmp_path):
     run = run_of("improved-gan", baseline=True, labels_per_class=2, steps=1, checkpoint_every=1, init_batch=64)
     assert main(["export", str(run), "--format", "torchscript", "-o", str(tmp_path / "g.pt")]) == 2

@@ -46,12 +46,13 @@ def demo(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike = "site", 
         raise GankitError(f"-o {out}: is a file; give a folder")
     if not out.parent.is_dir():
         raise GankitError(f"-o {out}: the folder {out.parent} does not exist")
+    given = ort_files(ort_dir) if ort_dir is not None else None  # a wrong --ort-dir is said before the export
     with tempfile.TemporaryDirectory() as tmp:
         model = export(run_or_checkpoint, Path(tmp) / "generator.onnx", "onnx", ema)
         info = _contract(model)
         if info["output"]["kind"] != "images":
             raise GankitError(f"{run_or_checkpoint}: a run of 2-D points; gankit demo draws images")
-        src, script = ort_files(ort_dir)
+        src, script = given or ort_files()
         files = {**{f"ort/{name}": src / name for name in (script, *ORT_BUILDS[script])},
                  "demo.js": WEB / "demo.js", "generator.onnx": model}
         try:
@@ -92,6 +93,8 @@ def ort_files(ort_dir: str | os.PathLike | None = None) -> tuple[Path, str]:
     filled by `npm pack` on first use."""
     if ort_dir is not None:
         folder = Path(ort_dir)
+        if not folder.is_dir():
+            raise GankitError(f"--ort-dir {folder}: {'not a folder' if folder.exists() else 'no such folder'}")
         for script, loads in ORT_BUILDS.items():
             if all((folder / name).is_file() for name in (script, *loads)):
                 return folder, script

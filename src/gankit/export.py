@@ -8,8 +8,8 @@ labels y of a conditional G, and the output's shape and range. ONNX keeps the co
 model's metadata_props (a JSON entry "gankit" and a few plain keys); TorchScript in an extra file
 gankit.json of the archive, which `load_torchscript` reads back.
 
-ONNX uses torch's torch.export-based exporter (the default since torch 2.9; it needs the
-`onnxscript` package: pip install 'gankit[export]') at opset 18, which onnxruntime and
+ONNX uses torch's torch.export-based exporter (asked for by name: the default only since torch
+2.9; it needs torch >= 2.6 and the `onnxscript` package: pip install 'gankit[export]') at opset 18, which onnxruntime and
 onnxruntime-web run. The batch dimension is dynamic in both formats.
 """
 
@@ -20,6 +20,7 @@ import importlib.util
 import json
 import logging
 import os
+import re
 import warnings
 from pathlib import Path
 
@@ -30,11 +31,12 @@ from gankit.data import to_signed
 from gankit.errors import GankitError
 from gankit.files import write_atomic
 from gankit.recipes import networks
-from gankit.run import first_line, load_checkpoint, load_into
+from gankit.run import check_output, first_line, load_checkpoint, load_into
 from gankit.sample import generator_weights, has_generator
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}  # format -> the usual file suffix
 OPSET = 18
+ONNX_TORCH = (2, 6)  # the oldest torch whose torch.onnx.export takes dynamo=True with dynamic_shapes and external_data
 CONTRACT_FILE = "gankit.json"  # TorchScript: the contract's name among the archive's extra files
 NOISE = {"normal": "N(0, 1)", "uniform": "U[0, 1)", "uniform_signed": "U[-1, 1)"}  # as gankit.sample.sample_noise draws
 EXAMPLE_BATCH = 2  # the batch traced at export; torch.export treats a batch of 1 as a constant
@@ -64,7 +66,8 @@ def contract(cfg, weights: str, step: int) -> dict:
     inputs = [{"name": "z", "shape": ["batch", cfg.noise_dim], "dtype": "float32",
                "distribution": NOISE[cfg.noise]}]
     if cfg.conditional:
-        inputs.append({"name": "y", "shape": ["batch"], "dtype": "int64", "values": f"0..{cfg.num_classes - 1}"})
+        inputs.append({"name": "y", "shape": ["batch"], "dtype": "int64", "values": f"0..{cfg.num_classes - 1}",
+                       "note": "other values are undefined (onnxruntime reads -1 as the last class)"})
     return {"gankit_export": 1, "recipe": cfg.recipe, "dataset": cfg.dataset, "step": step, "weights": weights,
             "noise": cfg.noise, "noise_dim": cfg.noise_dim, "noise_distribution": NOISE[cfg.noise],
             "num_classes": cfg.num_classes if cfg.conditional else 0,
@@ -92,6 +95,11 @@ def export(run_or_checkpoint: str | os.PathLike, out: str | os.PathLike | None =
         raise GankitError(f"-o {out}: the folder {out.parent} does not exist")
     if out.is_dir():
         raise GankitError(f"-o {out}: is a folder; give a file name")
+    check_output(out, run_or_checkpoint)
+    if fmt == "onnx" and tuple(int(v) for v in re.findall(r"\d+", torch.__version__)[:2]) < ONNX_TORCH:
+        raise GankitError(f"ONNX export needs torch >= {'.'.join(map(str, ONNX_TORCH))} (its torch.export-based "
+                          f"exporter, with dynamic shapes); this is torch {torch.__version__}: upgrade torch, "
+                          f"or export --format torchscript")
     if fmt == "onnx" and importlib.util.find_spec("onnxscript") is None:  # what torch's exporter needs
         raise GankitError("ONNX (gankit export --format onnx, and gankit demo) needs the onnxscript package: "
                           "pip install 'gankit[export]' (or pip install onnxscript)")
@@ -141,8 +149,8 @@ def _onnx(model: nn.Module, inputs: tuple, info: dict, out: Path) -> None:
     try:
         with torch.no_grad(), _quiet():
             program = torch.onnx.export(model, inputs, input_names=names, output_names=["x"], opset_version=OPSET,
-                                        dynamic_shapes={n: {0: batch} for n in names}, external_data=False,
-                                        verbose=False)
+                                        dynamo=True, dynamic_shapes={n: {0: batch} for n in names},
+                                        external_data=False, verbose=False)
     except Exception as e:  # the exporter's own failures are long traces; one line names the network
         raise GankitError(f"{info['recipe']}: its G cannot be exported to ONNX ({first_line(e)})") from None
     meta = program.model.metadata_props

@@ -20,7 +20,7 @@ from pathlib import Path
 from gankit.data import CLASSES
 from gankit.errors import GankitError
 from gankit.files import reason, write_text_atomic
-from gankit.run import MANIFEST, RunDir
+from gankit.run import MANIFEST, RunDir, check_output
 
 NOT_METRICS = ("num_samples", "num_real", "step", "seed", "ema", "modes_of")  # metrics.json keys that say what was scored
 COLOURS = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
@@ -119,6 +119,7 @@ def build_report(run_path: str | os.PathLike, out: str | os.PathLike | None = No
     target = Path(out) if out else run.path / "report.html"
     if not target.parent.is_dir():
         raise GankitError(f"-o {target}: the folder {target.parent} does not exist")
+    check_output(target, run_path, allowed="report.html")
     cfg = _read_object(run.config)
     stats = run.read_stats()
     history = run.read_stats(run.metrics)

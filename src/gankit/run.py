@@ -236,6 +236,16 @@ class RunDir:
         save_atomic(state, self.best if best else self.checkpoint)
 
 
+def check_output(out: Path, source: str | os.PathLike, allowed: str = "") -> None:
+    """Refuse an -o that would replace a run's own record: one of the files a run folder keeps
+    (FILES; but `allowed`, e.g. report.html for gankit report) or the checkpoint file `source` named."""
+    src = Path(source)
+    if src.is_file() and out.resolve() == src.resolve() or \
+            out.name in WRITTEN - {allowed} and RunDir(out.parent).is_gankits():
+        raise GankitError(f"-o {out}: would replace the run's own {out.name} ({FILES.get(out.name, 'the checkpoint read')}); "
+                          f"nothing written: give another file name")
+
+
 def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:
     """A run folder or a checkpoint file -> the checkpoint file, with a clear error if absent."""
     p = Path(run_or_checkpoint)
