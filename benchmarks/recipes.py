@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -170,14 +171,16 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
              "", "Metrics use gankit's MNIST evaluator (a small CNN, 99.56% test accuracy): FID in its 256-d "
              "embedding against 10,000 test images, Inception Score of its class probabilities, precision/recall "
              "(Kynkäänniemi et al. 2019, k = 3) and the number of digit classes holding at least 1% of the samples. "
-             "The *floor* row is 10,000 training images scored the same way: what a perfect generator would get. "
+             "The *floor* row is 10,000 training images scored the same way: what a perfect generator would get; "
+             "the 32 px rows have their own, the training images resized to 32 px as those runs trained on them "
+             "(every metric scores a run against real images at its own size). "
              "These do not compare with published tables; the *Inception FID* column does: the standard FID "
              "(TF-Inception pool3 features, 10,000 samples against the 10,000 test images, Lucic et al. 2018's "
              "protocol; `gankit eval RUN --metrics fid_inception`, about 20 minutes on a 2-core AVX2 CPU in float32, 7 "
              "on one with native bf16), "
              "empty where it has not been measured yet.", "",
              "| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
-    floor, kept = None, old_rows(old)
+    floors, kept = {}, old_rows(old)  # image size -> the metrics that hold its floors
     for name in order or list(results):
         if name not in results:
             if name in kept:
@@ -185,20 +188,26 @@ def render_doc(results: dict, old: str, order: list[str] | None = None) -> str:
             continue
         r = results[name]
         m = r.get("metrics", {})
-        floor = m if "fid_inception_floor" in m or not floor else floor
+        size = next((int(v.split("=")[1]) for v in r.get("sets", []) if v.startswith("image_size=")), 28)
+        floors[size] = m if "fid_inception_floor" in m or size not in floors else floors[size]
         cells = [f"{m[k]:.2f}" if isinstance(m.get(k), float) else str(m.get(k, "")) for k in
                  METRICS]
         setting = f" ({', '.join(r['sets'])})" if r.get("sets") else ""
         lines.append(f"| `{r['recipe']}`{setting} | {r['epochs']:g} | {r['steps']} | {r['train_s']:.0f} s | {r['wall_s']:.0f} s "
                      f"| {r['images_per_s']:.0f} | {' | '.join(cells)} | ![{r['recipe']}](grids/{r['recipe']}.png) |")
-    old_floor = [widen(line) for line in old.splitlines() if line.startswith("| real vs real (floor)")][:1]
-    if floor:  # a floor no new row measured (the Inception one, say) stays the old doc's
-        kept_cells = old_floor[0].split("|")[7:7 + len(METRICS)] if old_floor else [""] * len(METRICS)
+    # a floor row per image size: real images resized as the rows' runs trained on them score differently
+    old_floors = {int(m[1] or 28): widen(line) for line in old.splitlines()
+                  if (m := re.match(r"\| real vs real (?:at (\d+) px )?\(floor\)", line))}
+    for size in sorted(set(floors) | set(old_floors)):
+        label = "real vs real (floor)" if size == 28 else f"real vs real at {size} px (floor)"
+        if size not in floors:
+            lines.append(old_floors[size])
+            continue
+        kept_cells = old_floors[size].split("|")[7:7 + len(METRICS)] if size in old_floors else [""] * len(METRICS)
+        floor = floors[size]  # a floor no new row measured (the Inception one, say) stays the old doc's
         cells = [f"{floor[k + '_floor']:.2f}" if isinstance(floor.get(k + "_floor"), float) else
                  str(floor.get(k + "_floor", "")) or c.strip() for k, c in zip(METRICS, kept_cells)]
-        lines.append(f"| real vs real (floor) | | | | | | {' | '.join(cells)} | |")
-    else:
-        lines += old_floor
+        lines.append(f"| {label} | | | | | | {' | '.join(cells)} | |")
     lines += [""] + machine_lines(results, old, kept, order or list(results)) + ["", "Commands:", ""]
     lines += [f"    {results[n]['command']}" if n in results else kept[n][1]
               for n in order or list(results) if n in results or (n in kept and kept[n][1])]

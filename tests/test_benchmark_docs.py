@@ -219,3 +219,21 @@ def test_techniques_rerun_for_one_row_keeps_the_others():
     assert len(new) == len(rows(old)) and sum(r.startswith("| `acgan` | 1 |") for r in new) == 1
     assert "| `acgan` | 1 | 1.00 (0.35) | 9.00 |" in "\n".join(new)
     assert [r for r in new if "M, D" not in r] == [r for r in rows(old) if not r.startswith("| `acgan` | 1 |")]
+
+
+def test_the_32px_rows_get_a_floor_row_of_their_own():
+    """Real images resized to 32 px score differently from the 28 px originals: each size its floor."""
+    from gankit.recipes import RECIPES
+
+    def row(name, sets, floor):
+        return {"recipe": name, "sets": sets, "dataset": "mnist", "epochs": 5, "steps": 100, "wall_s": 10.0,
+                "train_s": 9.0, "images_per_s": 100.0, "final": {}, "machine": "a test machine", "date": "2026-01-01",
+                "command": f"gankit train {name} --dataset mnist --epochs 5", "metrics": {
+                    "fid": 9.5, "fid_inception": 20.0, "is": 8.0, "precision": 0.7, "recall": 0.5, "modes": 10,
+                    "fid_floor": floor, "fid_inception_floor": floor + 1}}
+    new = recipes_bench.render_doc({"cs231n-dcgan": row("cs231n-dcgan", [], 0.35),
+                                    "wgan": row("wgan", ["image_size=32"], 0.22)}, DOC, list(RECIPES))
+    floors = [line for line in new.splitlines() if line.startswith("| real vs real")]
+    assert [f.split("|")[1].strip() for f in floors] == ["real vs real (floor)", "real vs real at 32 px (floor)"]
+    assert "| 0.35 | 1.35 |" in floors[0] and "| 0.22 | 1.22 |" in floors[1]
+    assert recipes_bench.render_doc({}, new, list(RECIPES)) == new  # both kept once the json is gone
