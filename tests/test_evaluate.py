@@ -22,7 +22,7 @@ from gankit.train import resume, train
 from test_recipes import small_config
 
 ROOT = Path(__file__).resolve().parent.parent
-KEYS = {"dataset", "num_samples", "evaluator", "fid", "fid_floor", "is", "is_std", "is_floor", "is_std_floor",
+KEYS = {"dataset", "num_samples", "real_images", "evaluator", "fid", "fid_floor", "is", "is_std", "is_floor", "is_std_floor",
         "precision", "recall", "precision_floor", "recall_floor", "modes", "modes_kl", "modes_floor", "modes_kl_floor"}
 
 
@@ -113,9 +113,10 @@ def test_generator_evaluation_is_cached_and_reproducible(tiny_evaluator, tmp_pat
     monkeypatch.setattr("gankit.evaluate.datasets.load", mirror)
     mirrored = evaluate(G, "mnist", **kw)
     assert len(written) == 3 and len(list(tmp_path.iterdir())) == 2 and mirrored["fid"] != first["fid"]
+    assert mirrored["real_images"] != first["real_images"]  # and the result says which real images it met
 
     only = evaluate(G, "mnist", metrics="modes,fid", **kw)
-    assert set(only) == {"dataset", "num_samples", "evaluator", "modes", "modes_kl", "modes_floor", "modes_kl_floor",
+    assert set(only) == {"dataset", "num_samples", "real_images", "evaluator", "modes", "modes_kl", "modes_floor", "modes_kl_floor",
                          "fid", "fid_floor"}
 
 
@@ -189,12 +190,15 @@ def test_metrics_json_adds_only_scores_of_the_same_checkpoint(tiny_evaluator, tm
 
 
 def test_same_evaluation_names_what_was_scored():
-    scored = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "num_samples": 50, "evaluator": "e1",
-              "seed": 0, "ema": True, "fid": 1.0}
+    scored = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "num_samples": 50, "real_images": "r1",
+              "evaluator": "e1", "seed": 0, "ema": True, "fid": 1.0}
     assert same_evaluation(scored, {**scored, "fid": 2.0})
     for key, other in [("dataset", "fashion-mnist"), ("checkpoint", "0123456789ac"), ("evaluator", "e2"),
-                       ("num_samples", 40), ("seed", 1), ("ema", False)]:
+                       ("num_samples", 40), ("seed", 1), ("ema", False), ("real_images", "r2")]:
         assert not same_evaluation(scored, {**scored, key: other}), key
+    # scored before the samples were compared with real images at their own size: not kept beside new scores
+    before = {k: v for k, v in scored.items() if k != "real_images"}
+    assert not same_evaluation(before, scored)
     accuracy = {"dataset": "mnist", "checkpoint": "0123456789ab", "step": 2, "test_errors": 100}  # no samples
     assert same_evaluation(scored, accuracy) and same_evaluation(accuracy, scored)
     assert not same_evaluation({**accuracy, "checkpoint": "0123456789ac"}, scored)
@@ -208,7 +212,7 @@ def test_fid_inception_plumbing(tmp_path, monkeypatch):
     monkeypatch.setattr(gankit.evaluate, "inception_features", fake_net)
     G = tiny_generator()
     out = evaluate(G, "mnist", metrics=["fid_inception"], num_samples=40, cache_dir=tmp_path, progress=False)
-    assert set(out) == {"dataset", "num_samples", "fid_inception", "fid_inception_floor"}
+    assert set(out) == {"dataset", "num_samples", "real_images", "fid_inception", "fid_inception_floor"}
     assert out["fid_inception"] > out["fid_inception_floor"] > 0
     assert [p.name.split("-")[1] for p in tmp_path.iterdir()] == ["inception"]
 
@@ -241,7 +245,7 @@ def test_fid_inception_of_a_folder(tmp_path, monkeypatch):
     spec, cache = f"folder:{folder}", tmp_path / "stats"
     own = datasets.to_float(datasets.load(spec, image_size=16).x)  # exactly the reference images
     same = evaluate(own, spec, "fid_inception", num_samples=24, cache_dir=cache, progress=False)
-    assert set(same) == {"dataset", "num_samples", "fid_inception", "num_real"} and same["num_real"] == 24
+    assert set(same) == {"dataset", "num_samples", "real_images", "fid_inception", "num_real"} and same["num_real"] == 24
     assert abs(same["fid_inception"]) < 1e-3
     assert calls == ["inception folder", ""] and [p.name.split("-")[:2] for p in cache.iterdir()] == [["folder", "inception"]]
     grey = torch.full((20, 3, 16, 16), 0.8)  # far from the folder's noise; the real side comes from the cache
@@ -274,7 +278,8 @@ def test_evaluate_run_on_a_folder_defaults_to_fid_inception(tmp_path, monkeypatc
     assert json.loads((Path(cfg.out) / "config.json").read_text())["dataset"] == f"folder:{folder.resolve()}"
     monkeypatch.chdir(folder)
     out = evaluate_run(cfg.out, num_samples=12, cache_dir=tmp_path / "stats", progress=False, write=True)
-    assert set(out) == {"dataset", "num_samples", "fid_inception", "num_real", "checkpoint", "step", "seed", "ema"}
+    assert set(out) == {"dataset", "num_samples", "real_images", "fid_inception", "num_real", "checkpoint", "step", "seed",
+                        "ema"}
     assert out["fid_inception"] > 0
     assert out["num_real"] == 12 and json.loads((Path(cfg.out) / "metrics.json").read_text()) == out
     page = Path(build_report(cfg.out)).read_text()  # the report says what the FID was measured against

@@ -115,6 +115,7 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
         real = {"test": real_images(dataset, "test", num_samples, data_dir, download=download, image_size=size)}
         real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True,
                                                   download=download, image_size=size)
+    result["real_images"] = _sha1(*real.values())[:12]  # what the samples were compared with (same_evaluation)
     if ev is not None:
         ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
@@ -232,16 +233,17 @@ def toy_modes(G: torch.nn.Module, cfg, dataset: str, num_samples: int, seed: int
             "modes_floor": floor["modes"], "high_quality": got["high_quality"], "high_quality_floor": floor["high_quality"]}
 
 
-SCORED_THE_SAME = ("dataset", "checkpoint", "evaluator", "num_samples", "seed", "ema")
+SCORED_THE_SAME = ("dataset", "checkpoint", "evaluator", "num_samples", "seed", "ema", "real_images")
 
 
 def same_evaluation(earlier: Any, result: dict) -> bool:
     """Whether `earlier` (a metrics.json's contents) scored the checkpoint that `result` scored, the
     same way: equal SCORED_THE_SAME where both say (a test accuracy has no samples). Then `gankit eval
     RUN --metrics fid_inception` after `gankit eval RUN` adds its number beside the others; a
-    resumed run, another checkpoint, evaluator, sample count, seed or G, or a metrics.json from
-    before it named its checkpoint, is replaced."""
-    return isinstance(earlier, dict) and "checkpoint" in earlier and \
+    resumed run, another checkpoint, evaluator, sample count, seed, G or real images, or a
+    metrics.json from before it named its checkpoint, or (for images) its real images, is replaced."""
+    older = "num_samples" in earlier and "real_images" not in earlier if isinstance(earlier, dict) else True
+    return isinstance(earlier, dict) and "checkpoint" in earlier and not (older and "real_images" in result) and \
         all(earlier[k] == result[k] for k in SCORED_THE_SAME if k in earlier and k in result)
 
 
