@@ -10,9 +10,9 @@ classifier rather than images, so only evaluate_run takes it.
 
 Every metric compares num_samples generated images with num_samples images of the test split (a
 fixed seeded subset, resized as gankit.data resizes a run's training images when the generated
-ones are not 28 px, so both sides meet every extractor's own resize alike), and every key also comes as KEY_floor: the same metric with num_samples
-training images in place of the generated ones, i.e. the score of a perfect generator at this
-sample count (FID does not reach 0 with finite samples). The real side (test features, their
+ones are not 28 px, so both sides meet every extractor's own resize alike), and every key also
+comes as KEY_floor: the same metric with num_samples training images in place of the generated
+ones, i.e. the score of a perfect generator at this sample count (FID does not reach 0 with finite samples). The real side (test features, their
 float64 mean/covariance and k-NN radii, the floors) is computed once and cached on disk in
 cache_dir (default $GANKIT_DATA/stats, else ~/.cache/gankit/stats), keyed by dataset, num_samples
 and a sha1 of the real images' bytes (and labels), and by the evaluator's sha256, or for

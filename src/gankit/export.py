@@ -9,8 +9,8 @@ model's metadata_props (a JSON entry "gankit" and a few plain keys); TorchScript
 gankit.json of the archive, which `load_torchscript` reads back.
 
 ONNX uses torch's torch.export-based exporter (asked for by name: the default only since torch
-2.9; it needs torch >= 2.6 and the `onnxscript` package: pip install 'gankit[export]') at opset 18, which onnxruntime and
-onnxruntime-web run. The batch dimension is dynamic in both formats.
+2.9; it needs torch >= 2.6 and the `onnxscript` package: pip install 'gankit[export]') at opset
+18, which onnxruntime and onnxruntime-web run. The batch dimension is dynamic in both formats.
 """
 
 from __future__ import annotations

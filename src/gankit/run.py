@@ -242,8 +242,9 @@ def check_output(out: Path, source: str | os.PathLike, allowed: str = "") -> Non
     src = Path(source)
     if src.is_file() and out.resolve() == src.resolve() or \
             out.name in WRITTEN - {allowed} and RunDir(out.parent).is_gankits():
-        raise GankitError(f"-o {out}: would replace the run's own {out.name} ({FILES.get(out.name, 'the checkpoint read')}); "
-                          f"nothing written: give another file name")
+        what = FILES.get(out.name, "the checkpoint read")
+        raise GankitError(f"-o {out}: would replace the run's own {out.name} ({what}); nothing written: give "
+                          f"another file name")
 
 
 def find_checkpoint(run_or_checkpoint: str | os.PathLike) -> Path:

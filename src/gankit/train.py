@@ -239,9 +239,10 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     try:
         data = datasets.load_split(cfg)
     except DataError as e:  # a folder run whose images moved: say how to point it at their new place
-        moved = resume_from is not None and cfg.dataset.startswith("folder:") and not Path(cfg.dataset[7:]).is_dir()
-        raise DataError(f"{e}; if the run's images moved: gankit train --resume {cfg.out} --dataset folder:NEWPATH"
-                        if moved else str(e)) from None
+        if resume_from is None or not cfg.dataset.startswith("folder:") or Path(cfg.dataset[7:]).is_dir():
+            raise
+        raise DataError(f"{e}; if the run's images moved: gankit train --resume {cfg.out} --dataset folder:NEWPATH") \
+            from None
     trained_on = resume_from.get("num_train", len(data.x)) if resume_from is not None else len(data.x)
     if trained_on != len(data.x) and world.main:  # a folder whose images were added or removed since
         print(f"gankit: note: {cfg.dataset} holds {len(data.x)} training images now, the run trained on {trained_on}: "

@@ -103,5 +103,5 @@ def check_metrics(names, dataset: str) -> None:
         model_path()
 
 __all__ = ["DEFAULT_METRICS", "METRICS", "Embedded", "Evaluator", "EvaluatorNet", "Metric", "RunningStats",
-           "class_coverage", "frechet_distance", "inception_score", "is_splits", "knn_radii", "mean_cov", "mode_coverage",
-           "precision_recall"]
+           "class_coverage", "frechet_distance", "inception_score", "is_splits", "knn_radii", "mean_cov",
+           "mode_coverage", "precision_recall"]

