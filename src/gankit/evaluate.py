@@ -115,12 +115,13 @@ def evaluate(samples_or_generator, dataset: str = "mnist", metrics: Iterable[str
         real = {"test": real_images(dataset, "test", num_samples, data_dir, download=download, image_size=size)}
         real["train"], train_labels = real_images(dataset, "train", num_samples, data_dir, labels=True,
                                                   download=download, image_size=size)
-    result["real_images"] = _sha1(*real.values())[:12]  # what the samples were compared with (same_evaluation)
+    real_sha1 = _sha1(*real.values())  # the real images' bytes: the Inception cache's key, and in the result
+    result["real_images"] = real_sha1[:12]  # what the samples were compared with (same_evaluation)
     if ev is not None:
         ref = _evaluator_reference(ev, dataset, real["test"], real["train"], train_labels, cache, progress)
     inc_ref = None
     if "fid_inception" in names:
-        inc_ref = _inception_reference(dataset, real, num_samples, dev, cache, progress)
+        inc_ref = _inception_reference(dataset, real, real_sha1, num_samples, dev, cache, progress)
 
     # One pass over the generated images feeds every feature extractor: nothing is stored but features.
     stats, inc_stats, feats, logits = RunningStats(), RunningStats(), [], []
@@ -385,15 +386,14 @@ def _evaluator_reference(ev: Evaluator, dataset: str, x_test: torch.Tensor, x_tr
     return ref
 
 
-def _inception_reference(dataset: str, x: dict[str, torch.Tensor], n: int, device: torch.device, cache: Path,
-                         progress: bool) -> dict:
+def _inception_reference(dataset: str, x: dict[str, torch.Tensor], h: str, n: int, device: torch.device,
+                         cache: Path, progress: bool) -> dict:
     """Inception mean/cov of the real images x["test"] and the train-vs-test FID floor (x["train"]),
     or of a folder's images x["folder"] (no floor), from the cache or computed.
 
-    The cache file is keyed by the exact images (a sha1 of their bytes), so a changed dataset file,
+    The cache file is keyed by the exact images (h, the sha1 of their bytes: _sha1(*x.values())), so a changed dataset file,
     folder or subset is recomputed, and by the precision of the features (bf16 where it is native);
     a folder's by those alone, so the same images named by another path share it."""
-    h = _sha1(*x.values())
     precision = inception_precision(device)
     folder = "folder" in x
     n_real = len(x["folder"]) if folder else n

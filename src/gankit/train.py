@@ -254,7 +254,7 @@ def setup(cfg: Config, resume_from: dict | None, overwrite: bool, progress: bool
     if per_epoch < 1:
         raise GankitError(f"dataset {cfg.dataset} has {data.x.shape[0]} samples, fewer than batch_size x processes x "
                           f"n_critic = {images_per_step}")
-    num_steps = cfg.steps or max(1, round(cfg.epochs * per_epoch))
+    num_steps = budget_steps(cfg, per_epoch)
     if cfg.eval_every:  # fail now, not at the first evaluation, if a metric's network is missing
         distributed.first(lambda: check_metrics(cfg.eval_metrics, cfg.dataset), world)
     if cfg.eval_every and cfg.data_dir and any(METRICS[m].needs != "classifier" for m in cfg.eval_metrics):
@@ -401,10 +401,15 @@ def restore(state: dict, cfg: Config, run: RunDir, world: distributed.World, dev
     return step, state.get("elapsed_s", 0.0)
 
 
+def budget_steps(cfg: Config, per_epoch: int) -> int:
+    """A run's budget in steps: cfg.steps, else cfg.epochs of per_epoch steps (at least one)."""
+    return cfg.steps or max(1, round(cfg.epochs * per_epoch))
+
+
 def lr_budget_note(old: Config, cfg: Config, step: int, num_steps: int, per_epoch: int) -> str | None:
     """lr_decay follows the budget: a resume that changes it where either budget's decay has begun
     moves the learning rates at once; -> a note saying so, or None where they go on unchanged."""
-    before = old.steps or max(1, round(old.epochs * per_epoch))
+    before = budget_steps(old, per_epoch)
     was, now = lr_scale(step, before, cfg.lr_decay), lr_scale(step, num_steps, cfg.lr_decay)
     if was == now:
         return None
